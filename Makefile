@@ -1,0 +1,40 @@
+# dc2flow: two commands do all set-up on a fresh machine.
+#   make demo   - create .venv, install pinned dependencies, render raft R22 of a tiny synthetic visit
+#   make test   - the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO := demo
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: venv demo test bench constraints clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+demo: venv
+	$(BIN)/dc2flow make-catalog --outdir $(DEMO)/catalogs --visit 1001 --ra-deg 55.0 --dec-deg -30.0 \
+	    --band r --seed 1001 --radius-deg 0.4
+	$(BIN)/snakemake --cores 2 --config catalogs='[$(DEMO)/catalogs/phosim_cat_1001.txt]' \
+	    sensors='[R22_S00,R22_S01,R22_S02,R22_S10,R22_S11,R22_S12,R22_S20,R22_S21,R22_S22]' outdir=$(DEMO)/results
+	@echo
+	@echo "Images of raft R22 for visit 1001:"
+	@ls -1 $(DEMO)/results/00001001/eimage_*.fits
+
+test: venv
+	$(BIN)/python -m pytest -n 2 --durations=15 tests
+
+bench: venv
+	$(BIN)/python benchmarks/render_vs_galsim.py
+
+constraints: venv
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^dc2flow' > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(DEMO) .snakemake

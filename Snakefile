@@ -1,0 +1,24 @@
+# dc2flow: instance catalogs x LSSTCam sensors -> GalSim eimages.
+# Stages (one rule file each, data flows one way): catalog -> partition -> render.
+# Usage: snakemake --cores 2 --config catalogs='[my/instcat.txt]' sensors='[R22_S11]' outdir=out
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# Defaults beside this Snakefile, so the workflow runs from any working directory (-d).
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/catalog.smk"
+include: "workflow/rules/partition.smk"
+include: "workflow/rules/render.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_images(),

@@ -1,0 +1,67 @@
+"""Shared fixtures: the shared imSim data folder and small synthetic scenes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "imsim"
+SED_DIR = SHARED / "sed_library"
+
+
+def needs_shared():
+    return pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared imSim data not found at {SHARED}")
+
+
+def pixel_to_sky(det_name: str, ra0: float, dec0: float, rot: float, x, y):
+    """RA/Dec (deg) of 1-based pixel positions, through astropy and the sensor's own WCS cards."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from dc2flow import camera
+
+    header = fits.Header()
+    for key, value, comment in camera.wcs_header_cards(camera.get_sensor(det_name), ra0, dec0, rot):
+        header[key] = (value, comment)
+    ra, dec = WCS(header).all_pix2world(np.atleast_1d(x), np.atleast_1d(y), 1)
+    return ra, dec
+
+
+def run_stages(tmp: Path, catalog: str | os.PathLike, sensors: list[str], options: dict | None = None,
+               render: bool = True) -> dict:
+    """parse -> partition -> render through the package API; returns the paths made."""
+    from dc2flow.catalog import Visit, read_catalog
+    from dc2flow.config import load, merge, options_hash, physics_options
+    from dc2flow.partition import partition_visit
+    from dc2flow.render import Provenance, render_sensor
+
+    opts = physics_options(load())
+    if options:
+        opts = merge(opts, options)
+    tmp.mkdir(parents=True, exist_ok=True)
+    visit, _ = read_catalog(catalog, objects_out=tmp / "objects.parquet")
+    visit.write_json(tmp / "visit.json")
+    visit = Visit.read_json(tmp / "visit.json")
+    parts = {s: str(tmp / "partitions" / f"{s}.parquet") for s in sensors}
+    partition_visit(visit, tmp / "objects.parquet", parts, opts)
+    out = {"visit": visit, "partitions": parts, "options": opts, "images": {}, "truth": {}}
+    if render:
+        for s in sensors:
+            out["images"][s] = str(tmp / f"{s}.fits")
+            out["truth"][s] = str(tmp / f"{s}.txt.gz")
+            render_sensor(visit, parts[s], s, opts, out["images"][s], out["truth"][s],
+                          Provenance(config_hash=options_hash(opts)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tmp_path_factory) -> str:
+    """A tiny synthetic visit around R22 (CI's catalog)."""
+    from dc2flow.synthetic import make_catalog
+
+    return make_catalog(outdir=tmp_path_factory.mktemp("tiny"), visit=1001, ra_deg=55.0, dec_deg=-30.0,
+                        band="r", seed=1001, radius_deg=0.3)

@@ -1,0 +1,40 @@
+import pickle
+
+import pytest
+
+from dc2flow.errors import (BundlingError, CameraError, CatalogError, ConfigError, Dc2flowError,
+                            RenderError, allowed_list)
+
+CASES = [
+    (ConfigError("render.noise", "yes", "not a boolean", [True, False]),
+     "config key 'render.noise': not a boolean ('yes'); use one of [True, False].", ValueError),
+    (CatalogError("cat.txt", 12, "magnorm is not a number", "'abc'"),
+     "cat.txt:12: magnorm is not a number ('abc'); fix or delete the line.", ValueError),
+    (CatalogError("cat.txt", 0, "missing header key 'mjd'", fix="add the key to the header"),
+     "cat.txt: missing header key 'mjd'; add the key to the header.", ValueError),
+    (CameraError("R00_S11", "a name such as R22_S11"),
+     "unknown LSSTCam science sensor ('R00_S11'); use a name such as R22_S11.", KeyError),
+    (RenderError("p.parquet", "cannot read", "rerun the step"), "p.parquet: cannot read; rerun the step.", Exception),
+    (BundlingError("visit 1 R22_S11 needs 300 GB", "raise the node memory"),
+     "visit 1 R22_S11 needs 300 GB; raise the node memory.", Exception),
+]
+
+
+@pytest.mark.parametrize("err,text,builtin", CASES, ids=[type(c[0]).__name__ + str(i) for i, c in enumerate(CASES)])
+def test_message_builtin_and_pickle(err, text, builtin):
+    assert str(err) == text
+    assert isinstance(err, Dc2flowError) and isinstance(err, builtin)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is type(err) and str(back) == text and back.__dict__ == err.__dict__
+
+
+def test_attributes_kept():
+    err = CatalogError("a.txt", 3, "bad", "x")
+    assert (err.path, err.line, err.value) == ("a.txt", 3, "x")
+    err = ConfigError("k", 1, "too small", "[2, 3]")
+    assert (err.key, err.value, err.allowed) == ("k", 1, "[2, 3]")
+
+
+def test_allowed_list_elides_long_lists():
+    assert allowed_list([1, 2, 3]) == "1, 2, 3"
+    assert allowed_list(range(100), limit=4) == "0, 1, ..., 98, 99"

@@ -1,0 +1,108 @@
+"""End to end: real Snakemake on a tiny synthetic catalog, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from astropy.io import fits
+
+from conftest import REPO, SHARED, needs_shared
+
+BIN = str(Path(sys.executable).parent)
+R22 = ["R22_S11", "R22_S12"]
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def config_args(catalogs, sensors, outdir="out"):
+    sens = "all" if sensors == "all" else "[" + ",".join(sensors) + "]"
+    return ["--config", f"catalogs=[{','.join(map(str, catalogs))}]", f"sensors={sens}", f"outdir={outdir}"]
+
+
+@pytest.fixture(scope="module")
+def run(tiny_catalog, tmp_path_factory):
+    work = tmp_path_factory.mktemp("wf")
+    snakemake(work, "--cores", "2", *config_args([tiny_catalog], R22))
+    return work
+
+
+def test_full_run_makes_valid_fits(run):
+    images = sorted((run / "out" / "00001001").glob("eimage_*.fits"))
+    assert [p.name for p in images] == ["eimage_00001001-0-r-R22_S11-det094.fits",
+                                        "eimage_00001001-0-r-R22_S12-det095.fits"]
+    for path in images:
+        with fits.open(path, checksum=True) as hdul:
+            assert hdul[0].verify_checksum() == 1
+            assert hdul[0].header["OBSID"] == 1001 and hdul[0].header["CATSHA0"]
+            assert hdul[0].header["NOBJECTS"] > 0
+        assert path.with_name(path.name.replace("eimage_", "centroid_").replace(".fits", ".txt.gz")).exists()
+    for stage in ("catalog", "partition", "render"):
+        assert list((run / "out" / "benchmarks" / stage).rglob("*.tsv")), stage
+        assert list((run / "out" / "logs" / stage).rglob("*.log")), stage
+    assert not list(run.rglob(".*.tmp-*"))
+
+
+def test_second_run_has_nothing_to_do(run, tiny_catalog):
+    proc = snakemake(run, "--cores", "2", *config_args([tiny_catalog], R22))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_deleted_image_is_remade_alone(run, tiny_catalog):
+    victim = run / "out" / "00001001" / "eimage_00001001-0-r-R22_S12-det095.fits"
+    before = (run / "out" / "00001001" / "eimage_00001001-0-r-R22_S11-det094.fits").stat().st_mtime_ns
+    victim.unlink()
+    proc = snakemake(run, "-n", "--cores", "2", *config_args([tiny_catalog], R22))
+    assert re.search(r"render_sensor\s+1\b", proc.stdout), proc.stdout
+    assert not re.search(r"partition_visit\s+1\b", proc.stdout)
+    snakemake(run, "--cores", "2", *config_args([tiny_catalog], R22))
+    assert victim.exists()
+    assert (run / "out" / "00001001" / "eimage_00001001-0-r-R22_S11-det094.fits").stat().st_mtime_ns == before
+
+
+def test_dry_run_lists_one_render_job_per_sensor(tiny_catalog, tmp_path):
+    proc = snakemake(tmp_path, "-n", "--cores", "2", *config_args([tiny_catalog], "all"))
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert counts["render_sensor"] == "189" and counts["partition_visit"] == "1" and counts["parse_catalog"] == "1"
+
+
+@needs_shared()
+def test_two_visits_dag_and_rulegraph(tiny_catalog, tmp_path):
+    cats = [tiny_catalog, SHARED / "example_instance_catalog.txt"]
+    proc = snakemake(tmp_path, "-n", "--cores", "2", *config_args(cats, "all"))
+    assert dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))["render_sensor"] == "378"
+    dag = snakemake(tmp_path, "--dag", *config_args(cats, R22)).stdout
+    assert dag.lstrip().startswith("digraph") and dag.count("render_sensor") == 4
+    rules = snakemake(tmp_path, "--rulegraph", *config_args(cats, R22)).stdout
+    assert all(r in rules for r in ("parse_catalog", "partition_visit", "render_sensor", "all"))
+
+
+@needs_shared()
+def test_malformed_catalog_fails_with_file_and_line(tmp_path):
+    lines = (SHARED / "example_instance_catalog.txt").read_text().splitlines(keepends=True)
+    lines[40] = "object 123 60.1 -38.1 notanumber starSED/x.gz 0 0 0 0 0 0 point none none\n"
+    bad = tmp_path / "bad_instcat.txt"
+    bad.write_text("".join(lines))
+    proc = snakemake(tmp_path, "--cores", "1", *config_args([bad], ["R22_S11"]), check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "out" / "logs" / "catalog" / "00398414.log").read_text()
+    assert "bad_instcat.txt:41:" in log and "magnorm" in log
+    assert not list((tmp_path / "out").rglob("*.fits")) and not list((tmp_path / "out").rglob("*.parquet"))
+
+
+def test_bad_config_value_is_named(tiny_catalog, tmp_path):
+    proc = snakemake(tmp_path, "-n", *config_args([tiny_catalog], ["R00_S11"]), check=False)
+    assert proc.returncode != 0 and "config key 'sensors'" in proc.stdout + proc.stderr
+    proc = snakemake(tmp_path, "-n", *config_args([str(tmp_path / "nope*.txt")], R22), check=False)
+    assert proc.returncode != 0 and "matches no file" in proc.stdout + proc.stderr

@@ -1,0 +1,154 @@
+"""The ``dc2flow`` command line: one verb per stage, each a thin wrapper around one call.
+
+Every verb prints ``dc2flow <verb>: error: <message>`` and exits 1 for a
+:class:`~dc2flow.errors.Dc2flowError`; any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .errors import Dc2flowError
+
+log = logging.getLogger("dc2flow")
+
+OPTIONS_HELP = ("physics options (sections scene, partition, render) as JSON text or @FILE (YAML/JSON); "
+                "missing keys take the defaults of config/config.yaml")
+
+
+def _cmd_parse(args) -> None:
+    from .catalog import read_catalog
+    from .io import sha256_file, write_json
+
+    visit, skips = read_catalog(args.catalog, objects_out=args.objects, chunk_rows=args.chunk_rows)
+    files = sorted({args.catalog, *skips.sources}) if hasattr(skips, "sources") else [args.catalog]
+    write_json(args.sources, {"visit": visit.visit, "files": {f: sha256_file(f) for f in files},
+                              "skips": skips.summary()})
+    visit.write_json(args.visit_json)
+    log.info("%s: visit %d, %s", args.catalog, visit.visit, skips.summary())
+
+
+def _cmd_partition(args) -> None:
+    import os
+
+    from .catalog import Visit
+    from .config import parse_options
+    from .partition import partition_visit
+
+    sensors = [s for s in args.sensors.split(",") if s]
+    outputs = {name: os.path.join(args.out_dir, f"{name}.parquet") for name in sensors}
+    partition_visit(Visit.read_json(args.visit_json), args.objects, outputs, parse_options(args.options))
+
+
+def _cmd_render(args) -> None:
+    from .catalog import Visit
+    from .config import load_json, options_hash, parse_options
+    from .render import Provenance, render_sensor
+
+    options = parse_options(args.options)
+    files = tuple(sorted(load_json(args.sources)["files"].items())) if args.sources else ()
+    prov = Provenance(catalog_files=files, config_hash=options_hash(options),
+                      container_image=options["render"]["container_image"])
+    render_sensor(Visit.read_json(args.visit_json), args.partition, args.det_name, options,
+                  args.out, args.truth, prov)
+
+
+def _cmd_make_catalog(args) -> None:
+    from .synthetic import make_catalog
+
+    kwargs = {k: v for k, v in vars(args).items() if k not in ("func", "verb", "verbose") and v is not None}
+    if "bright_star" in kwargs:
+        kwargs["bright_stars"] = [tuple(map(float, s.split(","))) for s in kwargs.pop("bright_star")]
+    print(make_catalog(**kwargs))
+
+
+def _cmd_focal_plane(args) -> None:
+    from .camera import focal_plane_csv
+
+    text = focal_plane_csv()
+    if args.out:
+        from .io import atomic_output
+
+        with atomic_output(args.out) as tmp, open(tmp, "w") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dc2flow", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    s = sub.add_parser("parse", help="parse an instance catalog once: header -> JSON, objects -> Parquet",
+                       description="Reads a phosim/imSim instance catalog (and its includeobj files) and writes "
+                                   "the visit header as JSON, the object table as Parquet and a sources JSON "
+                                   "(sha256 of every file read, skip counts).")
+    s.add_argument("catalog")
+    s.add_argument("--visit-json", required=True, help="output: the visit header (JSON)")
+    s.add_argument("--objects", required=True, help="output: the object table (Parquet)")
+    s.add_argument("--sources", required=True, help="output: files read with their sha256 (JSON)")
+    s.add_argument("--chunk-rows", type=int, default=100_000, help="rows per Parquet row group")
+    s.set_defaults(func=_cmd_parse)
+
+    s = sub.add_parser("partition", help="assign a visit's objects to sensors (one Parquet per sensor)",
+                       description="Computes fluxes and stamp sizes and writes {out-dir}/{det_name}.parquet for "
+                                   "each sensor named, holding the objects whose stamps touch it.")
+    s.add_argument("visit_json")
+    s.add_argument("objects", help="the visit's object table (Parquet, from 'parse')")
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--sensors", required=True, help="comma-separated det_names, e.g. R22_S10,R22_S11")
+    s.add_argument("--options", help=OPTIONS_HELP)
+    s.set_defaults(func=_cmd_partition)
+
+    s = sub.add_parser("render", help="render one sensor to a FITS eimage and a truth table",
+                       description="Draws the sensor's partition with GalSim and writes an eimage (float32 "
+                                   "electrons, TAN WCS, provenance, CHECKSUM) and a tab-separated truth table.")
+    s.add_argument("visit_json")
+    s.add_argument("partition", help="the sensor's partition (Parquet, from 'partition')")
+    s.add_argument("--det-name", required=True)
+    s.add_argument("--sources", help="the visit's sources JSON (from 'parse'), for provenance")
+    s.add_argument("--out", required=True, help="output FITS")
+    s.add_argument("--truth", required=True, help="output truth table (.txt.gz)")
+    s.add_argument("--options", help=OPTIONS_HELP)
+    s.set_defaults(func=_cmd_render)
+
+    s = sub.add_parser("make-catalog", help="write a synthetic DC2-format instance catalog",
+                       description="Writes phosim_cat_{visit}.txt and its includeobj .gz sub-catalogs.")
+    s.add_argument("--outdir", required=True)
+    s.add_argument("--visit", type=int, required=True)
+    s.add_argument("--ra-deg", type=float, required=True)
+    s.add_argument("--dec-deg", type=float, required=True)
+    s.add_argument("--band", required=True)
+    s.add_argument("--seed", type=int, required=True)
+    for name, typ in (("mjd", float), ("rotskypos-deg", float), ("altitude-deg", float),
+                      ("seeing-arcsec", float), ("exptime-s", float), ("radius-deg", float),
+                      ("star-density", float), ("galaxy-density", float), ("star-mag-min", float)):
+        s.add_argument(f"--{name}", type=typ, help="see dc2flow.synthetic.make_catalog")
+    s.add_argument("--bright-star", action="append", metavar="RA,DEC,MAGNORM",
+                   help="add a marker star (repeatable)")
+    s.set_defaults(func=_cmd_make_catalog)
+
+    s = sub.add_parser("focal-plane", help="print the LSSTCam science-sensor table (CSV)")
+    s.add_argument("--out", help="write to this file instead of stdout")
+    s.set_defaults(func=_cmd_focal_plane)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.captureWarnings(True)
+    try:
+        args.func(args)
+    except Dc2flowError as exc:
+        print(f"dc2flow {args.verb}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
