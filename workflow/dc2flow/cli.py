@@ -37,9 +37,10 @@ def _cmd_partition(args) -> None:
     from .config import parse_options
     from .partition import partition_visit
 
+    options = parse_options(args.options)
     sensors = [s for s in args.sensors.split(",") if s]
     outputs = {name: os.path.join(args.out_dir, f"{name}.parquet") for name in sensors}
-    partition_visit(Visit.read_json(args.visit_json), args.objects, outputs, parse_options(args.options))
+    partition_visit(Visit.read_json(args.visit_json), args.objects, outputs, options)
 
 
 def _cmd_render(args) -> None:
