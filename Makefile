@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: venv
 	$(BIN)/dc2flow make-catalog --outdir $(DEMO)/catalogs --visit 1001 --ra-deg 55.0 --dec-deg -30.0 \
-	    --band r --seed 1001 --radius-deg 0.4
+	    --band r --seed 1001 --radius-deg 0.5 --star-density 4000 --galaxy-density 50000
 	$(BIN)/snakemake --cores 2 --config catalogs='[$(DEMO)/catalogs/phosim_cat_1001.txt]' \
 	    sensors='[R22_S00,R22_S01,R22_S02,R22_S10,R22_S11,R22_S12,R22_S20,R22_S21,R22_S22]' outdir=$(DEMO)/results
 	@echo

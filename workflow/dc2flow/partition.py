@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from . import camera, photometry
@@ -162,11 +163,20 @@ class _AtomicWriters:
         return self._stack.__exit__(exc_type, exc, tb)
 
 
-def read_partition(path: str | os.PathLike):
-    """A sensor's partition as a pandas DataFrame sorted by ``obj_index``."""
+def read_partition_table(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    """A sensor's partition as a pyarrow Table sorted by ``obj_index`` (optionally some columns).
+
+    Raises:
+        RenderError: when the file cannot be read.
+    """
     try:
-        frame = pq.read_table(path).to_pandas()
+        table = pq.read_table(path, columns=None if columns is None else sorted({*columns, "obj_index"}))
     except (OSError, pa.ArrowInvalid) as exc:
         raise RenderError(path, f"cannot read the partition ({exc})",
                           "rerun the partition_visit step for this visit") from None
-    return frame.sort_values("obj_index", kind="stable").reset_index(drop=True)
+    return table.take(pa.compute.sort_indices(table["obj_index"]))
+
+
+def read_partition(path: str | os.PathLike):
+    """A sensor's partition as a pandas DataFrame sorted by ``obj_index``."""
+    return read_partition_table(path).to_pandas()

@@ -36,12 +36,12 @@ from . import __version__, camera
 from .catalog import Visit
 from .errors import RenderError
 from .io import atomic_output, derive_seed
-from .partition import VisitConditions, read_partition
+from .partition import VisitConditions, read_partition_table
 
 log = logging.getLogger(__name__)
 
 SERSIC_N_RANGE = (0.3, 6.2)         # what GalSim's Sersic accepts
-NOISE_BLOCK_ROWS = 256
+NOISE_BLOCK_ROWS = 64
 MAX_FFT_SIZE = 8192
 TRUTH_COLUMNS = ("id", "obj_index", "obj_type", "ra_deg", "dec_deg", "x", "y", "flux", "flux_drawn", "method")
 
@@ -71,30 +71,33 @@ def object_seed(visit: Visit, obj_index: int) -> int:
     return derive_seed("object", visit.seed, visit.visit, obj_index)
 
 
-def build_object(row, psf, rng_seed: int, gsparams):
-    """The GalSim profile of one catalog row (flux set, PSF convolved)."""
+def build_object(kind: str, flux: float, major: float, minor: float, pa_deg: float, sersic_n: float,
+                 npoints: int, gamma1: float, gamma2: float, kappa: float, psf, rng_seed: int, gsparams):
+    """The GalSim profile of one catalog object (flux set, PSF convolved); see the module docstring."""
     import galsim
 
-    kind = row.obj_type
     if kind == "point":
         obj = galsim.DeltaFunction(gsparams=gsparams)
     else:
-        a, b = row.major_arcsec, row.minor_arcsec
-        hlr = math.sqrt(a * b)
+        hlr = math.sqrt(major * minor)
         if kind == "sersic2d":
-            n = min(max(round(row.sersic_n * 20.0) / 20.0, SERSIC_N_RANGE[0]), SERSIC_N_RANGE[1])
+            n = min(max(round(sersic_n * 20.0) / 20.0, SERSIC_N_RANGE[0]), SERSIC_N_RANGE[1])
             obj = galsim.Sersic(n=n, half_light_radius=hlr, gsparams=gsparams)
         else:  # knots
-            obj = galsim.RandomKnots(npoints=int(row.npoints), half_light_radius=hlr,
+            obj = galsim.RandomKnots(npoints=int(npoints), half_light_radius=hlr,
                                      rng=galsim.BaseDeviate(rng_seed), gsparams=gsparams)
-        if b < a:
-            obj = obj.shear(q=b / a, beta=(90.0 - row.pa_deg) * galsim.degrees)
-        kappa = row.kappa
-        g1, g2 = row.gamma1 / (1.0 - kappa), -row.gamma2 / (1.0 - kappa)
-        mu = 1.0 / ((1.0 - kappa) ** 2 - (row.gamma1**2 + row.gamma2**2))
+        if minor < major:
+            obj = obj.shear(q=minor / major, beta=(90.0 - pa_deg) * galsim.degrees)
+        g1, g2 = gamma1 / (1.0 - kappa), -gamma2 / (1.0 - kappa)
+        mu = 1.0 / ((1.0 - kappa) ** 2 - (gamma1**2 + gamma2**2))
         if g1 or g2 or mu != 1.0:
             obj = obj.lens(g1, g2, mu)
-    return galsim.Convolve(obj.withFlux(row.flux), psf)
+    return galsim.Convolve(obj.withFlux(flux), psf)
+
+
+_SHAPE_COLUMNS = ("obj_type", "flux", "major_arcsec", "minor_arcsec", "pa_deg", "sersic_n", "npoints",
+                  "gamma1", "gamma2", "kappa")
+_READ_COLUMNS = sorted({*_SHAPE_COLUMNS, *TRUTH_COLUMNS[:-2], "stamp_radius_px", "sed_fallback"})
 
 
 def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str, options: dict,
@@ -117,57 +120,53 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
     import galsim
 
     sensor = camera.get_sensor(det_name)
-    objects = read_partition(partition_path)
+    table = read_partition_table(partition_path, _READ_COLUMNS)
+    cols = {name: table[name].to_numpy(zero_copy_only=False) for name in _READ_COLUMNS}
+    n = len(table)
     conditions = VisitConditions.from_visit(visit, options["scene"])
     render = options["render"]
     gsparams = galsim.GSParams(maximum_fft_size=MAX_FFT_SIZE)
     psf = conditions.psf.galsim(gsparams)
 
     wcs = camera.galsim_wcs(sensor, visit.ra_deg, visit.dec_deg, visit.rotskypos_deg)
-    centre = galsim.PositionD(*sensor.centre_pixel)
-    local = wcs.jacobian(image_pos=centre)
+    local = wcs.jacobian(image_pos=galsim.PositionD(*sensor.centre_pixel))
     pixels = np.zeros((sensor.ny, sensor.nx), dtype=np.float32)
     image = galsim.ImageF(pixels, xmin=1, ymin=1, wcs=local)
 
-    bright = objects["flux"].to_numpy() > render["fft_flux_threshold"]
-    drawn = np.zeros(len(objects))
-    methods = np.where(bright, "fft", "phot")
+    bright = cols["flux"] > render["fft_flux_threshold"]
+    drawn = np.zeros(n)
+    shape = [cols[c] for c in _SHAPE_COLUMNS]
 
     def draw(rows, method):
         for i in rows:
-            row = objects.iloc[i]
-            r = int(row.stamp_radius_px)
-            ix, iy = int(math.floor(row.x + 0.5)), int(math.floor(row.y + 0.5))
+            r, x, y = int(cols["stamp_radius_px"][i]), float(cols["x"][i]), float(cols["y"][i])
+            ix, iy = int(math.floor(x + 0.5)), int(math.floor(y + 0.5))
             bounds = galsim.BoundsI(ix - r, ix + r, iy - r, iy + r) & image.bounds
             if not bounds.isDefined():
                 continue
-            seed = object_seed(visit, int(row.obj_index))
-            prof = build_object(row, psf, seed, gsparams)
-            stamp = image[bounds]
-            before = float(stamp.array.sum(dtype=np.float64))
-            kwargs = dict(image=stamp, add_to_image=True, center=galsim.PositionD(row.x, row.y))
+            seed = object_seed(visit, int(cols["obj_index"][i]))
+            prof = build_object(*(c[i] for c in shape), psf, seed, gsparams)
+            kwargs = dict(image=image[bounds], add_to_image=True, center=galsim.PositionD(x, y))
             if method == "phot":
-                prof.drawImage(method="phot", rng=galsim.BaseDeviate(seed), **kwargs)
-            else:
-                prof.drawImage(method="auto", **kwargs)
-            drawn[i] = float(stamp.array.sum(dtype=np.float64)) - before
+                kwargs["rng"] = galsim.BaseDeviate(seed)
+            drawn[i] = prof.drawImage(method=method, **kwargs).added_flux
 
-    draw(np.flatnonzero(bright), "fft")
+    draw(np.flatnonzero(bright), "auto")
     pixels += np.float32(conditions.sky_e_per_px)
     if render["noise"]:
         _poisson_in_place(pixels, sensor_seed(visit, sensor.det_num))
     draw(np.flatnonzero(~bright), "phot")
 
     on_sensor = drawn != 0
-    truth = objects.loc[on_sensor, ["id", "obj_index", "obj_type", "ra_deg", "dec_deg", "x", "y", "flux"]].copy()
-    truth["flux_drawn"] = drawn[on_sensor]
-    truth["method"] = methods[on_sensor]
-    summary = {"n_objects": int(len(objects)), "n_drawn": int(on_sensor.sum()), "n_fft": int((bright & on_sensor).sum()),
-               "n_phot": int((~bright & on_sensor).sum()), "n_sed_fallback": int(objects["sed_fallback"].sum()),
+    summary = {"n_objects": n, "n_drawn": int(on_sensor.sum()), "n_fft": int((bright & on_sensor).sum()),
+               "n_phot": int((~bright & on_sensor).sum()), "n_sed_fallback": int(cols["sed_fallback"].sum()),
                "sky_e_per_px": conditions.sky_e_per_px, "psf_fwhm_arcsec": conditions.psf.fwhm_arcsec,
                "seed": sensor_seed(visit, sensor.det_num)}
     header = fits_header(visit, sensor, options, provenance, summary)
     write_fits(image_out, pixels, header)
+    truth = {name: cols[name][on_sensor] for name in TRUTH_COLUMNS[:-2]}
+    truth["flux_drawn"] = drawn[on_sensor]
+    truth["method"] = np.where(bright, "fft", "phot")[on_sensor]
     write_truth(truth_out, truth)
     log.info("%s %s: %s", visit.visit, det_name, summary)
     return summary
@@ -241,8 +240,19 @@ def write_fits(path: str | os.PathLike, pixels: np.ndarray, header) -> None:
         hdu.writeto(tmp, checksum=True)
 
 
-def write_truth(path: str | os.PathLike, truth) -> None:
-    """The per-sensor truth table (tab-separated, gzip with a fixed mtime), atomically."""
+def write_truth(path: str | os.PathLike, truth: dict[str, np.ndarray]) -> None:
+    """The per-sensor truth table (tab-separated, gzip with a fixed mtime), atomically.
+
+    Columns: id, obj_index, obj_type, ra_deg, dec_deg, x, y (1-based pixels), flux (expected
+    photons), flux_drawn (photons that landed on this sensor; with noise for photon-shot objects),
+    method (fft or phot).
+    """
+    import gzip
+
+    formats = {"ra_deg": "%.9f", "dec_deg": "%.9f", "x": "%.4f", "y": "%.4f", "flux": "%.3f", "flux_drawn": "%.3f"}
     with atomic_output(path) as tmp:
-        truth.to_csv(tmp, sep="\t", index=False, float_format="%.6f",
-                     compression={"method": "gzip", "mtime": 0})
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+            gz.write(("\t".join(TRUTH_COLUMNS) + "\n").encode())
+            columns = [[formats[c] % v for v in truth[c]] if c in formats else [str(v) for v in truth[c]]
+                       for c in TRUTH_COLUMNS]
+            gz.write("".join("\t".join(row) + "\n" for row in zip(*columns)).encode())
