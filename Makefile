@@ -26,14 +26,17 @@ demo: venv
 	@echo "Images of raft R22 for visit 1001:"
 	@ls -1 $(DEMO)/results/00001001/eimage_*.fits
 
+# Tests marked serial measure wall time or load the whole machine: they run alone, after the rest.
 test: venv
-	$(BIN)/python -m pytest -n 2 --durations=15 tests
+	$(BIN)/python -m pytest -n 2 --durations=15 -m "not serial" tests
+	$(BIN)/python -m pytest --durations=5 -m serial tests
 
 bench: venv
 	$(BIN)/python benchmarks/render_vs_galsim.py
 
 constraints: venv
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^dc2flow' > constraints.txt.new
+	grep '^#' constraints.txt > constraints.txt.new
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^dc2flow' >> constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:

@@ -15,6 +15,7 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/catalog.smk"
 include: "workflow/rules/partition.smk"
+include: "workflow/rules/estimate.smk"
 include: "workflow/rules/render.smk"
 
 

@@ -7,8 +7,8 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "workflow" / "dc2flow"
 CORE = {"errors", "config", "camera", "io", "photometry", "psf"}
-STAGES = ["catalog", "partition", "render"]          # in data-flow order
-TOP = {"campaign": set(STAGES), "synthetic": set(), "cli": None}   # None: may import anything
+STAGES = ["catalog", "partition", "estimate", "render"]          # in data-flow order
+TOP = {"campaign": set(STAGES), "synthetic": set(), "calibrate": {"estimate"}, "cli": None}  # None: anything
 
 
 def _imports(module: str) -> set[str]:

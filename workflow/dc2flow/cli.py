@@ -56,6 +56,34 @@ def _cmd_render(args) -> None:
                   args.out, args.truth, prov)
 
 
+def _cmd_estimate(args) -> None:
+    import os
+
+    from .catalog import Visit
+    from .config import parse_options
+    from .estimate import ResourceModel, estimate_visit, write_estimates
+
+    options = parse_options(args.options)
+    model = ResourceModel.read(args.model)
+    sensors = [s for s in args.sensors.split(",") if s]
+    parts = {name: os.path.join(args.partition_dir, f"{name}.parquet") for name in sensors}
+    rows = estimate_visit(Visit.read_json(args.visit_json), parts, model, options["render"]["fft_flux_threshold"])
+    write_estimates(args.out, rows)
+
+
+def _cmd_calibrate(args) -> None:
+    from .calibrate import calibrate, format_report, plot, read_records
+
+    records = read_records(args.estimates, args.benchmarks)
+    model, report = calibrate(records, holdout=args.holdout, quantile=args.quantile,
+                              visit_overhead_gb=args.visit_overhead_gb)
+    model.write(args.out)
+    if args.plot:
+        plot(records, model, args.holdout, args.plot)
+    print(f"{len(records)} render jobs; model written to {args.out}")
+    print(format_report(report))
+
+
 def _cmd_make_catalog(args) -> None:
     from .synthetic import make_catalog
 
@@ -115,6 +143,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--truth", required=True, help="output truth table (.txt.gz)")
     s.add_argument("--options", help=OPTIONS_HELP)
     s.set_defaults(func=_cmd_render)
+
+    s = sub.add_parser("estimate", help="predict each sensor's render memory and wall time (one visit)",
+                       description="Reads the visit's partitions and writes a tab-separated table with columns "
+                                   "visit, sensor, mem_gb, runtime_s and the model's features.")
+    s.add_argument("visit_json")
+    s.add_argument("--partition-dir", required=True, help="folder of {det_name}.parquet (from 'partition')")
+    s.add_argument("--sensors", required=True, help="comma-separated det_names")
+    s.add_argument("--out", required=True, help="output table (.tsv)")
+    s.add_argument("--model", help="resource model JSON (from 'calibrate'); the packaged one if omitted")
+    s.add_argument("--options", help=OPTIONS_HELP)
+    s.set_defaults(func=_cmd_estimate)
+
+    s = sub.add_parser("calibrate", help="fit the resource model to measured render jobs",
+                       description="Joins Snakemake benchmark records of render jobs "
+                                   "(benchmarks/render/{visit}/{band}-{det_name}-det{num}.tsv) with the "
+                                   "estimates tables, fits the model (erring high) and reports predicted vs "
+                                   "measured on training and held-out jobs.")
+    s.add_argument("--estimates", nargs="+", required=True, help="estimates tables or folders of them")
+    s.add_argument("--benchmarks", nargs="+", required=True, help="render benchmark records or folders")
+    s.add_argument("--out", required=True, help="output model JSON")
+    s.add_argument("--plot", help="write a predicted-vs-measured PNG here")
+    s.add_argument("--holdout", type=float, default=0.25, help="fraction of jobs held out for the report")
+    s.add_argument("--quantile", type=float, default=0.95, help="share of training jobs the model must cover")
+    s.add_argument("--visit-overhead-gb", type=float, default=0.0, help="per-visit overhead stored in the model")
+    s.set_defaults(func=_cmd_calibrate)
 
     s = sub.add_parser("make-catalog", help="write a synthetic DC2-format instance catalog",
                        description="Writes phosim_cat_{visit}.txt and its includeobj .gz sub-catalogs.")

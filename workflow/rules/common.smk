@@ -39,3 +39,8 @@ def all_images():
 
 def partition_dir(wildcards):
     return f"{OUT}/partitions/{wildcards.visit}"
+
+
+def model_option():
+    model = config["estimate"]["model"]
+    return f"--model {shlex.quote(model)}" if model else ""

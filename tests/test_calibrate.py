@@ -1,0 +1,82 @@
+"""Calibration: recovers a known model, errs high, and predicts real render jobs it did not see."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from dc2flow.calibrate import Record, calibrate, is_holdout, plot, read_records
+from dc2flow.errors import ConfigError
+from dc2flow.estimate import FEATURES
+from dc2flow.synthetic import make_catalog
+
+
+def _records(n=60, noise=0.0, seed=1):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        f = {k: 0.0 for k in FEATURES}
+        f.update(image_mpix=16.4, n_objects=rng.uniform(0, 20), phot_gphotons=rng.uniform(0, 0.01),
+                 max_fft_mpix=rng.uniform(0, 4))
+        mem = 0.05 + 0.01 * f["image_mpix"] + 0.1 * f["max_fft_mpix"]
+        run = 1.0 + 0.5 * f["n_objects"] + 300 * f["phot_gphotons"]
+        out.append(Record(1000 + i, "R22_S11", f, mem * (1 + noise * rng.normal()),
+                          run * (1 + noise * rng.normal())))
+    return out
+
+
+def test_recovers_a_noiseless_model():
+    model, report = calibrate(_records(), holdout=0.25)
+    for what in ("mem", "runtime"):
+        assert report["holdout"][what]["max_abs"] < 1e-6
+    assert model.runtime_coef["n_objects"] == pytest.approx(0.5, rel=1e-6)
+
+
+def test_errs_high_on_noisy_records():
+    model, report = calibrate(_records(noise=0.05), holdout=0.0, quantile=0.95)
+    assert model.mem_scale > 1.0 and report["train"]["mem"]["frac_under"] <= 0.06
+    assert report["train"]["runtime"]["frac_under"] <= 0.06
+
+
+def test_holdout_is_deterministic():
+    recs = _records()
+    assert [is_holdout(r, 0.3) for r in recs] == [is_holdout(r, 0.3) for r in recs]
+    assert 0.1 < np.mean([is_holdout(r, 0.3) for r in recs]) < 0.6
+
+
+def test_too_few_records():
+    with pytest.raises(ConfigError, match="too few training records"):
+        calibrate(_records(n=3), holdout=0.0)
+
+
+@pytest.mark.serial
+def test_predicts_held_out_render_jobs(tmp_path):
+    """Real render jobs of varied density through Snakemake; fit; held-out jobs within +-25%."""
+    cats = []
+    for visit, (stars, galaxies, bright) in enumerate([(300, 1000, []), (2000, 30000, [(40.02, -20.01, 6.0)]),
+                                                       (5000, 80000, [])], start=1):
+        ra = 20.0 + 10 * visit
+        cats.append(make_catalog(outdir=tmp_path / "cats", visit=visit, ra_deg=ra, dec_deg=-20.0, band="gri"[visit - 1],
+                                 seed=visit, radius_deg=0.3, star_density=stars, galaxy_density=galaxies,
+                                 bright_stars=bright))
+    sensors = "[R22_S01,R22_S10,R22_S11,R22_S12,R22_S21]"
+    estimates = [f"out/estimates/{v:08d}.tsv" for v in (1, 2, 3)]
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                    "--cores", "2", "--config", f"catalogs=[{','.join(cats)}]", f"sensors={sensors}", "outdir=out",
+                    "--", "all", *estimates],
+                   check=True, capture_output=True, env=env, timeout=900)
+    records = read_records([str(tmp_path / "out" / "estimates")], [str(tmp_path / "out" / "benchmarks" / "render")])
+    assert len(records) == 15
+    model, report = calibrate(records, holdout=0.35)
+    held = report["holdout"]
+    assert held["mem"]["n"] >= 3
+    for what in ("mem", "runtime"):
+        assert held[what]["frac_within_25pct"] == 1.0, (what, held[what])
+        assert held[what]["worst_under"] > -0.15, (what, held[what])
+    plot(records, model, 0.35, str(tmp_path / "fit.png"))
+    assert (tmp_path / "fit.png").stat().st_size > 10_000

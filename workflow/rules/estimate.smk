@@ -1,0 +1,21 @@
+# Stage 3: per visit, each sensor's predicted render memory and wall time.
+
+
+rule estimate_visit:
+    input:
+        visit=f"{OUT}/catalog/{{visit}}/visit.json",
+        partitions=[f"{OUT}/partitions/{{visit}}/{det_name}.parquet" for det_name in SENSORS],
+    output:
+        f"{OUT}/estimates/{{visit}}.tsv",
+    log:
+        f"{OUT}/logs/estimate/{{visit}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/estimate/{{visit}}.tsv"
+    params:
+        partition_dir=partition_dir,
+        sensors=",".join(SENSORS),
+        model=model_option(),
+        options=OPTIONS,
+    shell:
+        "dc2flow -v estimate {input.visit:q} --partition-dir {params.partition_dir:q} --sensors {params.sensors}"
+        " --out {output:q} {params.model} --options {params.options:q} > {log:q} 2>&1"
