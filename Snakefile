@@ -1,5 +1,6 @@
 # dc2flow: instance catalogs x LSSTCam sensors -> GalSim eimages.
-# Stages (one rule file each, data flows one way): catalog -> partition -> render.
+# Stages (one rule file each, data flows one way):
+#   catalog -> partition -> estimate -> bundle (checkpoint) -> render (one group job per bundle)
 # Usage: snakemake --cores 2 --config catalogs='[my/instcat.txt]' sensors='[R22_S11]' outdir=out
 import os
 
@@ -16,6 +17,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/catalog.smk"
 include: "workflow/rules/partition.smk"
 include: "workflow/rules/estimate.smk"
+include: "workflow/rules/bundle.smk"
 include: "workflow/rules/render.smk"
 
 
@@ -23,3 +25,4 @@ rule all:
     default_target: True
     input:
         all_images(),
+        all_bundles,

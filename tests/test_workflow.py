@@ -106,3 +106,31 @@ def test_bad_config_value_is_named(tiny_catalog, tmp_path):
     assert proc.returncode != 0 and "config key 'sensors'" in proc.stdout + proc.stderr
     proc = snakemake(tmp_path, "-n", *config_args([str(tmp_path / "nope*.txt")], R22), check=False)
     assert proc.returncode != 0 and "matches no file" in proc.stdout + proc.stderr
+
+
+def _pixels(path):
+    import hashlib
+
+    with fits.open(path) as hdul:
+        return hashlib.sha256(hdul[0].data.tobytes()).hexdigest()
+
+
+def test_same_pixels_whatever_the_bundling(run, tiny_catalog, tmp_path):
+    """One sensor per bundle instead of the default packing: identical images, another plan."""
+    (tmp_path / "node.yaml").write_text("bundle: {node_cores: 1, node_memory_gb: 4.0}\n")
+    snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "node.yaml"), *config_args([tiny_catalog], R22))
+    plans = [(d / "out" / "bundles" / "campaign.csv").read_text() for d in (run, tmp_path)]
+    assert plans[0] != plans[1] and plans[1].count("\n") == 3     # header + one sensor per bundle
+    for name in ("eimage_00001001-0-r-R22_S11-det094.fits", "eimage_00001001-0-r-R22_S12-det095.fits"):
+        assert _pixels(run / "out" / "00001001" / name) == _pixels(tmp_path / "out" / "00001001" / name)
+
+
+def test_sensor_bigger_than_a_node_is_named(tiny_catalog, tmp_path):
+    (tmp_path / "node.yaml").write_text("bundle: {node_memory_gb: 0.6, visit_overhead_gb: 0.5}\n")
+    proc = snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "node.yaml"),
+                     *config_args([tiny_catalog], ["R22_S11"]), check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "out" / "logs" / "bundle" / "campaign.log").read_text()
+    assert "dc2flow bundle: error:" in log and "1001" in log and "R22_S11" in log
+    assert not (tmp_path / "out" / "bundles" / "campaign.csv").exists()
+    assert not list((tmp_path / "out").rglob("*.fits"))

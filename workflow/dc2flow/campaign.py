@@ -6,6 +6,7 @@ for the output names, so the names are defined once, here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .camera import get_sensor
@@ -53,3 +54,99 @@ def image_name(visit: int, band: str, det_name: str, snap: int = 0) -> str:
 def truth_name(visit: int, band: str, det_name: str, snap: int = 0) -> str:
     """The truth table beside the image (imSim's centroid file, tab-separated)."""
     return image_name(visit, band, det_name, snap).replace("eimage_", "centroid_").replace(".fits", ".txt.gz")
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """What one render job asks its scheduler for, from the bundle plan and the estimates.
+
+    Parameters:
+        bundle:     the bundle (one Slurm group job) the sensor belongs to.
+        mem_mb:     its memory request; the first sensor of each visit in a bundle also carries
+                    the per-visit overhead, so the group's request is the bundle's planned memory.
+        runtime_min: its wall-time request in minutes.
+    """
+
+    bundle: str
+    mem_mb: int
+    runtime_min: int
+
+
+def _read_csv(path: str) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def render_requests(plan_csv: str, estimates_dir: str, visit_overhead_gb: float) -> dict[tuple[int, str], RenderRequest]:
+    """(visit, det_name) -> :class:`RenderRequest` for every sensor of a bundle plan.
+
+    Cached on the plan's path and modification time: Snakemake asks once per job.
+    """
+    import os
+
+    return _render_requests(plan_csv, os.stat(plan_csv).st_mtime_ns, estimates_dir, visit_overhead_gb)
+
+
+@functools.lru_cache(maxsize=4)
+def _render_requests(plan_csv: str, _mtime_ns: int, estimates_dir: str,
+                     visit_overhead_gb: float) -> dict[tuple[int, str], RenderRequest]:
+    import math
+    import os
+
+    from .estimate import read_estimates
+
+    estimates: dict[int, dict[str, dict]] = {}
+    out = {}
+    first_of_visit: set[tuple[str, int]] = set()
+    for row in _read_csv(plan_csv):
+        visit, sensor, bundle = int(row["visit"]), row["sensor"], row["bundle"]
+        if visit not in estimates:
+            path = os.path.join(estimates_dir, f"{visit_dir(visit)}.tsv")
+            estimates[visit] = {r["sensor"]: r for r in read_estimates(path)}
+        est = estimates[visit][sensor]
+        mem_gb = est["mem_gb"]
+        if (bundle, visit) not in first_of_visit:
+            first_of_visit.add((bundle, visit))
+            mem_gb += visit_overhead_gb
+        out[(visit, sensor)] = RenderRequest(bundle, int(math.ceil(mem_gb * 1024)),
+                                             max(1, int(math.ceil(est["runtime_s"] / 60.0))))
+    return out
+
+
+def bundle_members(plan_csv: str) -> dict[str, list[tuple[int, str]]]:
+    """bundle -> [(visit, det_name), ...] in plan order (cached on the plan's mtime)."""
+    import os
+
+    return _bundle_members(plan_csv, os.stat(plan_csv).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _bundle_members(plan_csv: str, _mtime_ns: int) -> dict[str, list[tuple[int, str]]]:
+    out: dict[str, list[tuple[int, str]]] = {}
+    for row in _read_csv(plan_csv):
+        out.setdefault(row["bundle"], []).append((int(row["visit"]), row["sensor"]))
+    return out
+
+
+def grow_memory(mem_mb: int, attempt: int, growth: float, node_memory_gb: float) -> int:
+    """Memory for retry ``attempt`` (1, 2, ...): ``mem_mb * growth**(attempt-1)``, capped at a node.
+
+    An out-of-memory job comes back bigger, as Rubin's BPS does with its memory multiplier.
+    """
+    return int(min(mem_mb * growth ** (max(attempt, 1) - 1), node_memory_gb * 1024))
+
+
+def write_manifest(images: list[str], out: str) -> None:
+    """A bundle's record of what it made: path, bytes and FITS DATASUM of every image (TSV)."""
+    import os
+
+    from astropy.io import fits
+
+    from .io import atomic_output
+
+    with atomic_output(out) as tmp, open(tmp, "w") as fh:
+        fh.write("image\tbytes\tdatasum\n")
+        for path in images:
+            fh.write(f"{path}\t{os.path.getsize(path)}\t{fits.getval(path, 'DATASUM')}\n")

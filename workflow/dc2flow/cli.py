@@ -84,6 +84,21 @@ def _cmd_calibrate(args) -> None:
     print(format_report(report))
 
 
+def _cmd_bundle(args) -> None:
+    from .bundle import Node, format_summary, run_cli
+
+    node = Node(memory_gb=args.node_memory_gb, cores=args.node_cores, visit_overhead_gb=args.visit_overhead_gb,
+                time_limit_s=args.time_limit_s)
+    summary = run_cli(args.jobs, args.out, node, args.solver, args.solve_time_limit_s, args.summary)
+    print(format_summary(summary))
+
+
+def _cmd_manifest(args) -> None:
+    from .campaign import write_manifest
+
+    write_manifest(args.images, args.out)
+
+
 def _cmd_make_catalog(args) -> None:
     from .synthetic import make_catalog
 
@@ -168,6 +183,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quantile", type=float, default=0.95, help="share of training jobs the model must cover")
     s.add_argument("--visit-overhead-gb", type=float, default=0.0, help="per-visit overhead stored in the model")
     s.set_defaults(func=_cmd_calibrate)
+
+    s = sub.add_parser("bundle", help="pack sensor jobs into node-sized bundles (integer program)",
+                       description="Reads jobs (CSV or TSV with columns visit,sensor,mem_gb and optionally "
+                                   "runtime_s; estimates tables read as they are), packs them into bundles "
+                                   "(one node each) minimising the number of nodes, and writes the plan as CSV "
+                                   "with columns bundle,visit,sensor. A summary goes to stdout.")
+    s.add_argument("jobs", nargs="+", help="IN.csv (or several, e.g. every estimates/{visit}.tsv)")
+    s.add_argument("--node-memory-gb", type=float, required=True, help="memory of one node (GB)")
+    s.add_argument("--node-cores", type=int, required=True, help="cores of one node: most sensors per bundle")
+    s.add_argument("--visit-overhead-gb", type=float, required=True, help="per-visit memory in a bundle (GB)")
+    s.add_argument("--time-limit-s", type=float, default=float("inf"), help="longest sensor allowed (s)")
+    s.add_argument("--solver", choices=("auto", "highs", "cbc"), default="auto")
+    s.add_argument("--solve-time-limit-s", type=float, default=60.0, help="time budget of the solve (s)")
+    s.add_argument("--out", required=True, help="output plan CSV (bundle,visit,sensor)")
+    s.add_argument("--summary", help="also write the summary as JSON here")
+    s.set_defaults(func=_cmd_bundle)
+
+    s = sub.add_parser("manifest", help="record a bundle's images (path, bytes, DATASUM) in a TSV",
+                       description="Written by each bundle's join job once all of its renders are done.")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_manifest)
 
     s = sub.add_parser("make-catalog", help="write a synthetic DC2-format instance catalog",
                        description="Writes phosim_cat_{visit}.txt and its includeobj .gz sub-catalogs.")

@@ -2,6 +2,8 @@
 # All logic lives in the dc2flow package; this file only connects it to Snakemake.
 import shlex
 
+from snakemake.exceptions import IncompleteCheckpointException
+
 from dc2flow import campaign
 from dc2flow.config import options_json, physics_options, selected_sensors, validate
 
@@ -44,3 +46,56 @@ def partition_dir(wildcards):
 def model_option():
     model = config["estimate"]["model"]
     return f"--model {shlex.quote(model)}" if model else ""
+
+
+# --- bundles: the checkpoint's plan decides groups and resources -------------------------------
+PLAN = f"{OUT}/bundles/campaign.csv"
+BUNDLE = config["bundle"]
+
+
+def node_options():
+    return (f"--node-memory-gb {BUNDLE['node_memory_gb']} --node-cores {BUNDLE['node_cores']}"
+            f" --visit-overhead-gb {BUNDLE['visit_overhead_gb']} --time-limit-s {BUNDLE['time_limit_s']}"
+            f" --solver {BUNDLE['solver']} --solve-time-limit-s {BUNDLE['solve_time_limit_s']}")
+
+
+def _requests():
+    """The plan's per-sensor requests; raises IncompleteCheckpointException before the plan exists."""
+    plan = checkpoints.bundle_campaign.get().output.plan
+    return campaign.render_requests(plan, f"{OUT}/estimates", BUNDLE["visit_overhead_gb"])
+
+
+def _request(wildcards):
+    try:
+        return _requests()[(int(wildcards.visit), wildcards.det_name)]
+    except IncompleteCheckpointException:
+        return None  # dry run before the plan exists: the fallback below
+
+
+def bundle_of_render(wildcards):
+    return _requests()[(int(wildcards.visit), wildcards.det_name)].bundle
+
+
+def bundle_of_join(wildcards):
+    return wildcards.bundle
+
+
+def render_mem_mb(wildcards, attempt):
+    req = _request(wildcards)
+    mem_mb = req.mem_mb if req else int(BUNDLE["fallback_mem_gb"] * 1024)
+    return campaign.grow_memory(mem_mb, attempt, BUNDLE["retry_memory_growth"], BUNDLE["node_memory_gb"])
+
+
+def render_runtime_min(wildcards):
+    req = _request(wildcards)
+    return req.runtime_min if req else BUNDLE["fallback_runtime_min"]
+
+
+def bundle_images(wildcards):
+    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
+    return [image_path(visit, det_name) for visit, det_name in members[wildcards.bundle]]
+
+
+def all_bundles(wildcards):
+    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
+    return [f"{OUT}/bundles/done/{bundle}.tsv" for bundle in members]

@@ -1,0 +1,128 @@
+"""End to end on a real Slurm cluster: the workflow through profiles/ci-slurm.
+
+The cluster is one node on 127.0.0.1 started by scripts/slurm-cluster.sh (which installs Slurm
+with apt when missing, so it needs root there). Off CI a cluster that cannot start skips the
+module; on CI (CI=true) it fails it.
+
+One test only, on purpose: under pytest-xdist a module-scoped fixture runs once per worker, and
+a worker that started the cluster would stop it under another worker's test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from astropy.io import fits
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "slurm-cluster.sh"
+PROFILE = REPO / "profiles" / "ci-slurm"
+BIN = str(Path(sys.executable).parent)
+ON_CI = os.environ.get("CI") == "true"
+
+SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.\n")
+
+pytestmark = pytest.mark.slow
+
+
+def env_with_venv() -> dict:
+    """This environment with this Python's bin/ first: the jobs (sbatch --export=ALL) inherit it,
+    so `dc2flow` and Snakemake's Python are found inside them."""
+    return {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+
+
+def cluster(command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), command], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A running test cluster; stopped afterwards only if this fixture started it."""
+    was_running = cluster("status").returncode == 0
+    if not was_running:
+        t0 = time.monotonic()
+        try:
+            proc = cluster("start", timeout=600)  # the first start installs Slurm with apt
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            proc = subprocess.CompletedProcess([str(SCRIPT), "start"], 1, "", repr(exc))
+        if proc.returncode != 0:
+            reason = f"{SCRIPT.name} start failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
+            if ON_CI:
+                pytest.fail(reason)
+            pytest.skip(reason)
+        print(f"Slurm cluster started in {time.monotonic() - t0:.1f} s")
+    yield
+    if not was_running:
+        stopped = cluster("stop")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+def test_bundles_run_as_one_slurm_job_each(slurm_cluster, tiny_catalog, tmp_path):
+    """Two visits x three sensors: per-visit jobs go to Slurm one by one, and every bundle of the
+    plan is exactly one Slurm job holding its renders, requesting the planned cores and memory."""
+    from dc2flow.campaign import bundle_members, render_requests
+    from dc2flow.synthetic import make_catalog
+
+    other = make_catalog(outdir=tmp_path / "cat2", visit=1002, ra_deg=80.0, dec_deg=-10.0, band="i", seed=1002,
+                         radius_deg=0.3)
+    work = tmp_path / "wf"
+    cmd = ["timeout", "-k", "10", "600",  # a run killed with SIGTERM under the plugin may hang
+           sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
+           "--profile", str(PROFILE.relative_to(REPO)),
+           "--config", f"catalogs=[{tiny_catalog},{other}]", "sensors=[R22_S10,R22_S11,R22_S12]", "outdir=out"]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env_with_venv(), cwd=REPO, timeout=660)
+    elapsed = time.monotonic() - t0
+    output = proc.stdout + proc.stderr
+    (tmp_path / "snakemake.log").write_text(output)
+    slurm_logs = sorted((work / ".snakemake" / "slurm_logs").rglob("*.log"))
+    if proc.returncode != 0:
+        tails = "".join(f"--- {p}\n{p.read_text()[-1500:]}\n" for p in slurm_logs)
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode} after {elapsed:.0f} s:\n"
+                             f"{output[-6000:]}\n{tails}")
+    print(f"snakemake on Slurm: {elapsed:.1f} s")
+
+    images = sorted((work / "out").glob("0000100?/eimage_*.fits"))
+    assert len(images) == 6
+    for image in images:
+        with fits.open(image, checksum=True) as hdul:
+            assert hdul[0].verify_checksum() == 1 and hdul[0].data.any()
+
+    submitted = SUBMITTED.findall(output)
+    logs = {Path(log) for _, _, log in submitted}
+    assert logs == set(slurm_logs)
+    for log in logs:
+        assert "--executor slurm-jobstep" in log.read_text(), log  # Snakemake ran inside the job
+    by_kind: dict[str, list[tuple[str, Path]]] = {}
+    for _, slurm_id, log in submitted:
+        kind = Path(log).parent.name if Path(log).parent.name.startswith("group_") else Path(log).parts[-3]
+        by_kind.setdefault(kind, []).append((slurm_id, Path(log)))
+    # per-visit stages: one Slurm job per visit; no render was ever submitted on its own
+    for rule in ("rule_parse_catalog", "rule_partition_visit", "rule_estimate_visit"):
+        assert len(by_kind.pop(rule)) == 2, rule
+    assert "rule_render_sensor" not in by_kind
+
+    plan = str(work / "out" / "bundles" / "campaign.csv")
+    members = bundle_members(plan)
+    requests = render_requests(plan, str(work / "out" / "estimates"), visit_overhead_gb=0.5)
+    groups = {kind.split("_")[1]: jobs for kind, jobs in by_kind.items()}
+    assert set(groups) == set(members) and all(len(jobs) == 1 for jobs in groups.values()), by_kind
+    assert len(members) >= 3                                   # 6 sensors, at most 2 per node
+
+    # each bundle's Slurm job asked for its members' cores and planned memory
+    ids = {bundle: jobs[0][0] for bundle, jobs in groups.items()}
+    states = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i %T %C %m", "--jobs",
+                             ",".join(ids.values())], capture_output=True, text=True, timeout=30)
+    assert states.returncode == 0, states.stderr
+    got = {line.split()[0]: line.split()[1:] for line in states.stdout.splitlines()}
+    for bundle, slurm_id in ids.items():
+        state, cpus, mem = got[slurm_id]
+        planned = sum(requests[m].mem_mb for m in members[bundle])
+        assert (state, int(cpus), int(mem.rstrip("M"))) == ("COMPLETED", len(members[bundle]), planned), bundle
+        assert (work / "out" / "bundles" / "done" / f"{bundle}.tsv").exists()

@@ -1,0 +1,43 @@
+# Stage 4: pack every sensor job into node-sized bundles (one Slurm group job each).
+# The checkpoint writes the plan; render jobs read their bundle (group) and resources from it,
+# and one finish_bundle job per bundle joins its renders, so Snakemake submits each bundle as
+# one group job. Before the plan exists (a dry run), renders are listed ungrouped.
+
+
+localrules:
+    bundle_campaign,  # a second of solver time: not worth a Slurm job
+
+
+checkpoint bundle_campaign:
+    input:
+        [f"{OUT}/estimates/{campaign.visit_dir(v)}.tsv" for v in VISITS],
+    output:
+        plan=PLAN,
+        summary=f"{OUT}/bundles/campaign.json",
+    log:
+        f"{OUT}/logs/bundle/campaign.log",
+    benchmark:
+        f"{OUT}/benchmarks/bundle/campaign.tsv"
+    params:
+        node=node_options(),
+    shell:
+        "dc2flow bundle {input:q} {params.node} --out {output.plan:q} --summary {output.summary:q}"
+        " > {log:q} 2>&1"
+
+
+rule finish_bundle:
+    input:
+        bundle_images,
+    output:
+        f"{OUT}/bundles/done/{{bundle}}.tsv",
+    log:
+        f"{OUT}/logs/bundle/{{bundle}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/bundle/{{bundle}}.tsv"
+    group:
+        bundle_of_join
+    resources:
+        mem_mb=256,
+        runtime=5,
+    shell:
+        "dc2flow manifest {input:q} --out {output:q} > {log:q} 2>&1"
