@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from dc2flow.calibrate import Record, calibrate, is_holdout, plot, read_records
+from dc2flow.calibrate import Record, calibrate, error_figures, is_holdout, plot, read_records
 from dc2flow.errors import ConfigError
 from dc2flow.estimate import FEATURES
 from dc2flow.synthetic import make_catalog
@@ -55,7 +55,8 @@ def test_too_few_records():
 
 @pytest.mark.serial
 def test_predicts_held_out_render_jobs(tmp_path):
-    """Real render jobs of varied density through Snakemake; fit; held-out jobs within +-25%."""
+    """Real render jobs of varied density through Snakemake, one at a time (wall times are
+    measured); fit on four sensors of each visit, predict the fifth within +-25%."""
     cats = []
     for visit, (stars, galaxies, bright) in enumerate([(300, 1000, []), (2000, 30000, [(40.02, -20.01, 6.0)]),
                                                        (5000, 80000, [])], start=1):
@@ -67,16 +68,18 @@ def test_predicts_held_out_render_jobs(tmp_path):
     estimates = [f"out/estimates/{v:08d}.tsv" for v in (1, 2, 3)]
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-                    "--cores", "2", "--config", f"catalogs=[{','.join(cats)}]", f"sensors={sensors}", "outdir=out",
+                    "--cores", "1", "--config", f"catalogs=[{','.join(cats)}]", f"sensors={sensors}", "outdir=out",
                     "--", "all", *estimates],
                    check=True, capture_output=True, env=env, timeout=900)
     records = read_records([str(tmp_path / "out" / "estimates")], [str(tmp_path / "out" / "benchmarks" / "render")])
     assert len(records) == 15
-    model, report = calibrate(records, holdout=0.35)
-    held = report["holdout"]
-    assert held["mem"]["n"] >= 3
-    for what in ("mem", "runtime"):
-        assert held[what]["frac_within_25pct"] == 1.0, (what, held[what])
-        assert held[what]["worst_under"] > -0.15, (what, held[what])
-    plot(records, model, 0.35, str(tmp_path / "fit.png"))
+    train = [r for r in records if r.sensor != "R22_S10"]
+    held = [r for r in records if r.sensor == "R22_S10"]          # one per visit: sparse, medium, dense
+    model, _ = calibrate(train, holdout=0.0)
+    mem, run = model.predict({k: [r.features[k] for r in held] for k in FEATURES})
+    for what, pred, meas in (("mem", mem, [r.mem_gb for r in held]), ("runtime", run, [r.runtime_s for r in held])):
+        err = error_figures(pred, np.array(meas))
+        assert err["frac_within_25pct"] == 1.0, (what, err, list(zip(pred, meas)))
+        assert err["worst_under"] > -0.15, (what, err)
+    plot(records, model, 0.0, str(tmp_path / "fit.png"))
     assert (tmp_path / "fit.png").stat().st_size > 10_000

@@ -18,19 +18,25 @@ never packed two visits together; :func:`dc2_flat_bundles` counts what that rule
 
 How a plan is found (:func:`plan_bundles`):
 
-1. :func:`first_fit_decreasing` (FFD) over all jobs, and the same first fit with the jobs grouped
-   by visit (``visit-grouped first fit``: it pays each overhead once per visit far more often).
+1. Heuristics: :func:`first_fit_decreasing` (FFD) over all jobs, and :func:`visit_first_fit`
+   (first fit with the jobs grouped by visit, which pays far fewer overheads).
 2. Up to ``milp_max_jobs`` jobs (default :data:`MILP_MAX_JOBS`): one integer program
-   (:func:`solve_milp`), warm-started from the better of the two, in two phases: first the
-   bundle count, then, with the count fixed, the node-seconds (a lexicographic objective without
-   a weight to tune, and phase 1 can stop as soon as it meets its bound).
-3. Above that: a decomposition.  Each block of ``block_visits`` visits is solved by the integer
-   program (phase 2 "squeezes" the block so its slack gathers in its last bundles), the bundles
-   no other bundle could join are kept, and the partly filled ones are merged across visits by a
-   second packing whose items are whole partial bundles (memory including their overheads, which
-   add up because the visits differ; cores); that packing is again an integer program, or
-   first fit when it is too large.
-4. Whichever plan has fewer bundles wins (ties: fewer node-seconds), so the result is never worse
+   (:func:`solve_milp`) warm-started from the better heuristic, in two phases rather than one
+   weighted objective: phase 1 minimises the bundle count and stops as soon as it meets its
+   bound; phase 2 keeps that count and minimises node-seconds (no weight to tune, and phase 1
+   keeps an integer objective the solver can prune on).
+3. Above that, a decomposition: each block of ``block_visits`` visits is solved by the integer
+   program on its own; the bundles that no other could join are kept and the partly filled ones
+   are merged across visits by a second packing whose items are whole partial bundles (their
+   memory includes their overheads, which add up because the visits differ, and their cores),
+   an integer program or first fit when too large.  A local search then closes bundles one
+   visit at a time, moving a few of the visit's sensors into other bundles' room
+   (:func:`_spill`, the step that wins most) or re-solving the visit against that room
+   (:func:`_reinsert`).  Merging whole partial bundles alone rarely saves anything: a visit of
+   189 sensors on 32-core nodes leaves a partial bundle of 29 sensors, which nothing else fits.
+4. Node-seconds: bundles holding the same visits are refilled slowest sensor first
+   (:func:`_balance`), which usually meets :func:`node_seconds_bound`.
+5. Whichever plan has fewer bundles wins (ties: fewer node-seconds), so the result is never worse
    than FFD.
 
 The plan on disk (:func:`write_plan`) is a CSV ``bundle,visit,sensor`` with bundles named
@@ -228,8 +234,9 @@ class Summary:
         lower_bound:        ``max(ceil(sum mem_gb / (M - V)), ceil(n_jobs / C))``: no plan has
                             fewer bundles (each bundle holds at least one visit overhead).
         strong_lower_bound: a tighter bound (:func:`strong_lower_bound`), >= ``lower_bound``.
-        lp_bound:           the solver's proven bound on the bundle count of a single integer
-                            program (the count itself when it proved optimality), else None.
+        lp_bound:           the solver's proven bound on the bundle count (its best bound, or the
+                            count itself when it proved optimality) when one integer program
+                            over all jobs ran; else None.
         gap:                ``(n_bundles - best bound) / n_bundles`` with the best of the three
                             bounds; 0 means proven optimal.
         ffd_bundles:        what :func:`first_fit_decreasing` over all jobs needs.
@@ -238,10 +245,11 @@ class Summary:
         mem_utilisation:    mean over bundles of memory used (with overheads) / M.
         core_utilisation:   mean over bundles of cores used / C.
         node_seconds:       sum over bundles of the slowest member's runtime_s.
+        node_seconds_bound: no plan has fewer node-seconds (:func:`node_seconds_bound`).
         solve_time_s:       wall time of :func:`plan_bundles`.
         solver:             ``highs``, ``cbc`` or ``none`` (no integer program run).
         method:             ``milp`` (one integer program), ``decomposed`` (blocks of visits,
-                            then a merge), ``ffd`` (first fit decreasing won) or
+                            a merge, a local search), ``ffd`` (first fit decreasing won) or
                             ``visit-ffd`` (first fit with jobs grouped by visit won).
         status:             the solver's words, e.g. ``optimal`` or ``time limit reached``.
     """
@@ -258,6 +266,7 @@ class Summary:
     mem_utilisation: float
     core_utilisation: float
     node_seconds: float
+    node_seconds_bound: float
     solve_time_s: float
     solver: str
     method: str
@@ -292,6 +301,11 @@ def validate_jobs(jobs: Iterable[Job], node: Node) -> list[Job]:
     seen: set[tuple[int, str]] = set()
     for job in jobs:
         where = f"visit {job.visit} {job.det_name}"
+        if isinstance(job.visit, bool) or not isinstance(job.visit, (int, np.integer)):
+            raise BundlingError(f"{where}: the visit is not an integer ({job.visit!r})", "fix the job list")
+        if not isinstance(job.det_name, str) or not job.det_name:
+            raise BundlingError(f"{where}: the sensor name is empty or not text ({job.det_name!r})",
+                                "fix the job list")
         for name in ("mem_gb", "runtime_s"):
             value = getattr(job, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
@@ -436,8 +450,8 @@ def first_fit_decreasing(jobs: Iterable[Job], node: Node) -> Plan:
 
     Jobs are taken by ``mem_gb`` descending (ties: visit, then det_name) and each goes into the
     first bundle where it fits: its memory, plus V if its visit is not yet in that bundle, within
-    the node's memory, a free core, and its runtime within the time limit; else a new bundle is
-    opened.  Deterministic and fast (O(jobs x bundles) with numpy).  Mixing visits freely, it
+    the node's memory, and a free core (every valid job is within the time limit); else a new
+    bundle is opened.  Deterministic and fast (O(jobs x bundles) with numpy).  Mixing visits freely, it
     pays many overheads per bundle, which is why :func:`plan_bundles` does better.
 
     Parameters:
@@ -455,8 +469,8 @@ def first_fit_decreasing(jobs: Iterable[Job], node: Node) -> Plan:
 
 
 def visit_first_fit(jobs: Iterable[Job], node: Node) -> Plan:
-    """First fit with the jobs grouped by visit: visits by total memory descending, each visit's
-    jobs by ``mem_gb`` descending.
+    """First fit with the jobs grouped by visit: visits by need descending (in nodes, the larger of
+    memory / (M - V) and sensors / C), each visit's jobs by ``mem_gb`` descending.
 
     A visit's sensors fill bundles together and only its last ones spill into the room earlier
     visits left, so most bundles pay one overhead.  Used as a candidate and a warm start.
@@ -472,10 +486,13 @@ def visit_first_fit(jobs: Iterable[Job], node: Node) -> Plan:
         BundlingError: invalid jobs (see :func:`validate_jobs`).
     """
     jobs = validate_jobs(jobs, node)
-    load: dict[int, float] = {}
+    mem: dict[int, float] = {}
+    count: dict[int, int] = {}
     for job in jobs:
-        load[job.visit] = load.get(job.visit, 0.0) + job.mem_gb + 1e-3 * node.memory_gb / node.cores
-    ordered = sorted(jobs, key=lambda j: (-load[j.visit], j.visit, -j.mem_gb, j.det_name))
+        mem[job.visit] = mem.get(job.visit, 0.0) + job.mem_gb
+        count[job.visit] = count.get(job.visit, 0) + 1
+    need = {v: max(mem[v] / (node.memory_gb - node.visit_overhead_gb), count[v] / node.cores) for v in mem}
+    ordered = sorted(jobs, key=lambda j: (-need[j.visit], j.visit, -j.mem_gb, j.det_name))
     return Plan(tuple(map(tuple, _first_fit(ordered, node))), node)
 
 
@@ -634,6 +651,41 @@ def _warm_highs_class():
                 super().__init__(*args, **kwargs)
                 self.warm_start = warm_start
 
+            def buildSolverModel(self, lp):
+                """pulp's model, passed in bulk (pulp adds it one column and row at a time)."""
+                import highspy
+
+                inf = highspy.kHighsInf
+                variables = lp.variables()
+                sense = -1 if lp.sense == pulp.LpMaximize else 1
+                for i, var in enumerate(variables):
+                    var.index = i
+                cost = np.array([sense * lp.objective.get(v, 0.0) for v in variables], dtype=float)
+                lower = np.array([-inf if v.lowBound is None else v.lowBound for v in variables], dtype=float)
+                upper = np.array([inf if v.upBound is None else v.upBound for v in variables], dtype=float)
+                model = lp.solverModel
+                model.addCols(len(variables), cost, lower, upper, 0, np.zeros(0, np.int32),
+                              np.zeros(0, np.int32), np.zeros(0))
+                integer = np.array([v.index for v in variables if v.cat == pulp.LpInteger and self.mip],
+                                   dtype=np.int32)
+                if integer.size:
+                    model.changeColsIntegrality(integer.size, integer,
+                                                np.full(integer.size, highspy.HighsVarType.kInteger.value, np.uint8))
+                starts, index, value, row_lower, row_upper = [], [], [], [], []
+                for i, constraint in enumerate(lp._constraints.values()):
+                    constraint.index = i
+                    starts.append(len(index))
+                    for var, coefficient in constraint.items():
+                        if coefficient != 0:
+                            index.append(var.index)
+                            value.append(coefficient)
+                    lb, ub = constraint.getLb(), constraint.getUb()
+                    row_lower.append(-inf if lb is None else lb)
+                    row_upper.append(inf if ub is None else ub)
+                model.addRows(len(starts), np.array(row_lower, dtype=float), np.array(row_upper, dtype=float),
+                              len(index), np.array(starts, dtype=np.int32), np.array(index, dtype=np.int32),
+                              np.array(value, dtype=float))
+
             def callSolver(self, lp):
                 if self.warm_start:
                     variables = lp.variables()
@@ -661,6 +713,7 @@ def _solve_items(items: _Items, n_bins: int, warm: Sequence[int], mode: str, sol
     """
     import pulp
 
+    start = time.perf_counter()
     n = len(items.mem)
     F, R = n_bins, len(rooms)
     B = F + R
@@ -671,13 +724,13 @@ def _solve_items(items: _Items, n_bins: int, warm: Sequence[int], mode: str, sol
     bins_of_group: dict[int, set[int]] = {}
     for i in range(n):
         allowed = list(range(min(i + 1, F))) + list(range(F, B))
-        x.append({b: pulp.LpVariable(f"x_{i:05d}_{b:04d}", cat=pulp.LpBinary) for b in allowed})
+        x.append({b: prob.add_variable(f"x_{i:05d}_{b:04d}", cat=pulp.LpBinary) for b in allowed})
         if items.group[i] >= 0:
             bins_of_group.setdefault(int(items.group[i]), set()).update(allowed)
-    y = {(g, b): pulp.LpVariable(f"y_{g:05d}_{b:04d}", cat=pulp.LpBinary)
+    y = {(g, b): prob.add_variable(f"y_{g:05d}_{b:04d}", cat=pulp.LpBinary)
          for g, bins in sorted(bins_of_group.items()) for b in sorted(bins)}
     count = mode == "count"
-    u = [pulp.LpVariable(f"u_{b:04d}", lowBound=1 if b < min_bins else 0, upBound=1, cat=pulp.LpInteger)
+    u = [prob.add_variable(f"u_{b:04d}", lowBound=1 if b < min_bins else 0, upBound=1, cat=pulp.LpInteger)
          for b in range(F)] if count else []
     for i in range(n):
         prob += pulp.LpAffineExpression([(v, 1.0) for v in x[i].values()]) == 1
@@ -711,7 +764,7 @@ def _solve_items(items: _Items, n_bins: int, warm: Sequence[int], mode: str, sol
         if min_bins > 0:
             prob += pulp.lpSum(u) >= min_bins
     else:  # runtime
-        r = [pulp.LpVariable(f"r_{b:04d}", lowBound=0) for b in range(B)]
+        r = [prob.add_variable(f"r_{b:04d}", lowBound=0) for b in range(B)]
         for i in range(n):
             if items.runtime[i] > 0:
                 for b, v in x[i].items():
@@ -730,6 +783,7 @@ def _solve_items(items: _Items, n_bins: int, warm: Sequence[int], mode: str, sol
         u[b].setInitialValue(1.0 if b in set(warm) else 0.0)
 
     # count: integer objective, stop once the bound is within 1; otherwise stop within 1%
+    time_limit_s -= time.perf_counter() - start  # the budget includes building the model
     engine = _make_solver(solver, time_limit_s, warm=True, gap_abs=0.99 if count else None,
                           gap_rel=None if count else 0.01, max_nodes=max_nodes)
     try:
@@ -810,7 +864,7 @@ def _optimise(items: _Items, warm: Sequence[int], solver: str, time_limit_s: flo
     best = _relabel(warm)
     n_best = max(best) + 1 if best else 0
     if n_best <= min_bins:
-        return _Solved(best, "heuristic met the lower bound", n_best)
+        return _Solved(best, "heuristic met the lower bound", None)
     res = _solve_items(items, n_best, best, "count", solver, time_limit_s, min_bins, max_nodes)
     status, bound = res.status, res.bound
     if res.assign is not None and max(res.assign) + 1 < n_best:
@@ -915,8 +969,8 @@ def _decomposed(jobs: list[Job], node: Node, solver: str, time_limit_s: float, b
     """Blocks of visits by the integer program, a merge of their partial bundles, then a local search.
 
     ``start_from`` (a heuristic plan) replaces the merged plan before the local search if it has
-    fewer bundles.  The budget: up to 50% for the blocks, 10% for the merge, the rest for
-    :func:`_repack`.
+    fewer bundles.  The budget: 30% for a first pass over the blocks, up to 50% with a second try
+    of the blocks not proven optimal, 10% for the merge, the rest for :func:`_repack`.
     """
     start = time.perf_counter()
     deadline = start + time_limit_s
@@ -927,10 +981,10 @@ def _decomposed(jobs: list[Job], node: Node, solver: str, time_limit_s: float, b
     if block_visits is None:
         block_visits = max(1, (milp_max_jobs // 2) // max(len(v) for v in by_visit.values()))
     blocks = [visits[i:i + block_visits] for i in range(0, len(visits), block_visits)]
-    bundles: list[tuple[Job, ...]] = []
-    statuses: dict[str, int] = {}
-    for k, block in enumerate(blocks):
-        block_time = (start + 0.5 * time_limit_s - time.perf_counter()) / (len(blocks) - k)
+    plans: list[Plan] = []
+    statuses: list[str] = []
+    for k, block in enumerate(blocks):  # first pass: an even share of 30% of the budget
+        block_time = (start + 0.3 * time_limit_s - time.perf_counter()) / (len(blocks) - k)
         block_jobs = [j for v in block for j in by_visit[v]]
         if len(block_jobs) > milp_max_jobs or block_time < 0.02:  # too big, or out of time
             plan = min(first_fit_decreasing(block_jobs, node), visit_first_fit(block_jobs, node), key=Plan.score)
@@ -938,19 +992,33 @@ def _decomposed(jobs: list[Job], node: Node, solver: str, time_limit_s: float, b
         else:
             plan, solved = _solve_milp(block_jobs, node, solver, block_time, runtime_phase=False)
             status = solved.status
-        statuses[status] = statuses.get(status, 0) + 1
-        bundles.extend(plan.bundles)
+        plans.append(plan)
+        statuses.append(status)
+    # second pass: the blocks left unproven share what the first pass did not use, up to 50%
+    retry = [k for k, st in enumerate(statuses) if st not in ("optimal", "heuristic met the lower bound")
+             and plans[k].n_bundles > strong_lower_bound(plans[k].jobs(), node)
+             and len(plans[k].jobs()) <= milp_max_jobs]
+    for n, k in enumerate(retry):
+        block_time = (start + 0.5 * time_limit_s - time.perf_counter()) / (len(retry) - n)
+        if block_time < 0.1:
+            continue
+        plans[k], solved = _solve_milp(plans[k].jobs(), node, solver, block_time, plans[k], runtime_phase=False)
+        statuses[k] = solved.status + " (second try)"
+    bundles = [b for plan in plans for b in plan.bundles]
+    counts: dict[str, int] = {}
+    for st in statuses:
+        counts[st] = counts.get(st, 0) + 1
     merge_time = min(0.1 * time_limit_s, deadline - time.perf_counter())
     merged, merge_status = _merge(bundles, node, solver, merge_time)
     plan = Plan(tuple(merged), node)
     text = (f"{len(blocks)} blocks of {block_visits} visits: "
-            + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
             + f" ({len(bundles)} bundles); merge: {merge_status}")
     if start_from.n_bundles < plan.n_bundles:
         text += f"; local search from visit-grouped first fit ({start_from.n_bundles}) instead"
         plan = start_from
     lb = strong_lower_bound(jobs, node)
-    repacked, repack_status = _repack(list(plan.bundles), node, solver, deadline, lb, milp_max_jobs)
+    repacked, repack_status = _repack(list(plan.bundles), node, solver, deadline, lb)
     return Plan(tuple(repacked), node), text + f"; local search: {repack_status}"
 
 
@@ -990,8 +1058,8 @@ def _merge(bundles: list[tuple[Job, ...]], node: Node, solver: str, time_limit_s
     return merged, f"{len(loose)} partial bundles into {len(groups)} ({status})"
 
 
-def _repack(bundles: list[tuple[Job, ...]], node: Node, solver: str, deadline: float, lb: int,
-            max_jobs: int) -> tuple[list[tuple[Job, ...]], str]:
+def _repack(bundles: list[tuple[Job, ...]], node: Node, solver: str, deadline: float,
+            lb: int) -> tuple[list[tuple[Job, ...]], str]:
     """Local search after the decomposition: close bundles one visit at a time.
 
     Visits are tried emptiest own bundle first: :func:`_spill` (moves a few sensors into other
@@ -1005,78 +1073,111 @@ def _repack(bundles: list[tuple[Job, ...]], node: Node, solver: str, deadline: f
     improved = True
     while improved and len(bundles) > lb and deadline - time.perf_counter() > 0.1:
         improved = False
+        stats = [_BundleStats.of(b, node) for b in bundles]
         fill: dict[int, float] = {}
-        for b in bundles:
-            visits = {j.visit for j in b}
-            if len(visits) == 1:
-                load = (sum(j.mem_gb for j in b) + V) / M + len(b) / C
-                fill[b[0].visit] = min(fill.get(b[0].visit, math.inf), load)
+        for st in stats:
+            if len(st.visits) == 1:
+                (visit,) = st.visits
+                fill[visit] = min(fill.get(visit, math.inf), (M - st.free_mem) / M + (C - st.free_cores) / C)
         for visit in sorted(fill, key=lambda v: (fill[v], v)):
             if len(bundles) <= lb or deadline - time.perf_counter() <= 0.1:
                 break
-            new = _spill(bundles, visit, node)
+            new = _spill(bundles, stats, visit, node)
+            if new is None and (visit, len(bundles)) not in failed:
+                result = _reinsert(bundles, [visit], node, solver, deadline)
+                if result is not None and result[1] > 0:
+                    new = result[0]
+                    reinserts += result[1]
+                else:
+                    failed.add((visit, len(bundles)))
+            elif new is not None:
+                spills += 1
             if new is not None:
-                bundles, spills, improved = new, spills + 1, True
-                continue
-            if (visit, len(bundles)) in failed:
-                continue
-            result = _reinsert(bundles, [visit], node, solver, deadline)
-            if result is not None and result[1] > 0:
-                bundles, reinserts, improved = result[0], reinserts + result[1], True
-            else:
-                failed.add((visit, len(bundles)))
+                bundles, improved = new, True
+                stats = [_BundleStats.of(b, node) for b in bundles]
     return bundles, f"{spills} bundles closed by moving sensors, {reinserts} by the integer program"
 
 
-def _spill(bundles: list[tuple[Job, ...]], visit: int, node: Node) -> list[tuple[Job, ...]] | None:
+@dataclass(frozen=True)
+class _BundleStats:
+    free_mem: float   # GB left, after the overheads of the visits present
+    free_cores: int
+    visits: frozenset
+
+    @classmethod
+    def of(cls, bundle: Sequence[Job], node: Node) -> "_BundleStats":
+        visits = frozenset(j.visit for j in bundle)
+        used = math.fsum(j.mem_gb for j in bundle) + node.visit_overhead_gb * len(visits)
+        return cls(node.memory_gb - used, node.cores - len(bundle), visits)
+
+
+def _spill(bundles: list[tuple[Job, ...]], stats: list[_BundleStats], visit: int,
+           node: Node) -> list[tuple[Job, ...]] | None:
     """Close one of a visit's own bundles by moving some of its sensors into other bundles' room.
 
     The visit's *own* bundles (holding only it) are F; its sensors there must fit F - 1 of them
     after some go elsewhere.  Candidates to move are taken heaviest first when the visit is short of
-    memory, lightest first when it is short of cores; each goes, best fit, into a bundle with room
+    memory, lightest first when it is short of cores (then the other way round); each goes, best
+    fit, into a bundle with room
     (a free core, and its memory plus V unless the visit is already there), and after each move
     first fit decreasing tries to repack the rest into F - 1 bundles.  Returns the new bundles, or
     None if the visit cannot give up a bundle this way.  Cheap (no solver) and deterministic.
     """
     V, M, C = node.visit_overhead_gb, node.memory_gb, node.cores
-    own = [k for k, b in enumerate(bundles) if all(j.visit == visit for j in b)]
+    own = {k for k, st in enumerate(stats) if st.visits == {visit}}
     F = len(own)
     if F == 0:
         return None
     jobs = sorted((j for k in own for j in bundles[k]), key=_job_order)
     total = math.fsum(j.mem_gb for j in jobs)
-    if F == 1:
-        short_of_memory = True
-    else:
-        short_of_memory = total / ((F - 1) * (M - V)) >= len(jobs) / ((F - 1) * C)
-    candidates = jobs if short_of_memory else jobs[::-1]
-    others = [k for k in range(len(bundles)) if k not in set(own)]
-    free_mem = {k: M - sum(j.mem_gb for j in bundles[k]) - V * len({j.visit for j in bundles[k]}) for k in others}
-    free_cores = {k: C - len(bundles[k]) for k in others}
-    has_visit = {k for k in others if any(j.visit == visit for j in bundles[k])}
+    short_of_memory = F == 1 or total / ((F - 1) * (M - V)) >= len(jobs) / ((F - 1) * C)
+    lightest = jobs[-1].mem_gb
+    others = [k for k, st in enumerate(stats)
+              if k not in own and st.free_cores >= 1 and st.free_mem >= lightest - MEM_TOL_GB]
+    for candidates in ((jobs, jobs[::-1]) if short_of_memory else (jobs[::-1], jobs)):
+        out = _spill_in_order(bundles, stats, visit, node, own, candidates, others)
+        if out is not None:
+            return out
+    return None
+
+
+def _spill_in_order(bundles: list[tuple[Job, ...]], stats: list[_BundleStats], visit: int, node: Node,
+                    own: set[int], candidates: Sequence[Job], others: list[int]) -> list[tuple[Job, ...]] | None:
+    """:func:`_spill` with one order of candidates (``own``: the visit's bundles; ``others``: the
+    bundles that might take some of it)."""
+    V, M, C = node.visit_overhead_gb, node.memory_gb, node.cores
+    F = len(own)
+    jobs = sorted(candidates, key=_job_order)
+    total = math.fsum(j.mem_gb for j in jobs)
+    free_mem = {k: stats[k].free_mem for k in others}
+    free_cores = {k: stats[k].free_cores for k in others}
+    has_visit = {k for k in others if visit in stats[k].visits}
     moved: dict[int, list[Job]] = {}
     kept = list(jobs)
     kept_mem, kept_n = total, len(jobs)
     for job in candidates:
-        fits = [k for k in others if free_cores[k] >= 1
-                and free_mem[k] >= job.mem_gb + (0.0 if k in has_visit else V) - MEM_TOL_GB]
-        if not fits:
+        best, best_key = None, None
+        for k in others:
+            extra = job.mem_gb + (0.0 if k in has_visit else V)
+            if free_cores[k] >= 1 and free_mem[k] >= extra - MEM_TOL_GB:
+                key = (free_mem[k] - extra, _bundle_key(bundles[k]))
+                if best_key is None or key < best_key:
+                    best, best_key = k, key
+        if best is None:
             continue
-        k = min(fits, key=lambda k: (free_mem[k] - job.mem_gb - (0.0 if k in has_visit else V),
-                                     _bundle_key(bundles[k])))
-        free_mem[k] -= job.mem_gb + (0.0 if k in has_visit else V)
-        free_cores[k] -= 1
-        has_visit.add(k)
-        moved.setdefault(k, []).append(job)
+        free_mem[best] -= job.mem_gb + (0.0 if best in has_visit else V)
+        free_cores[best] -= 1
+        has_visit.add(best)
+        moved.setdefault(best, []).append(job)
         kept.remove(job)
         kept_mem -= job.mem_gb
         kept_n -= 1
         if kept_n <= (F - 1) * C and kept_mem <= (F - 1) * (M - V) + MEM_TOL_GB:
             packed = _first_fit(kept, node)
             if len(packed) <= F - 1:
-                out = [b for n, b in enumerate(bundles) if n not in set(own) and n not in moved]
+                out = [b for n, b in enumerate(bundles) if n not in own and n not in moved]
                 out += [bundles[n] + tuple(moved[n]) for n in sorted(moved)]
-                out += [tuple(b) for b in packed if b]
+                out += [tuple(b) for b in packed]
                 return out
     return None
 
@@ -1203,7 +1304,9 @@ def plan_bundles(jobs: Iterable[Job], node: Node, solver: str = "auto", time_lim
         plan, status = _decomposed(jobs, node, solver_name, remaining, block_visits, milp_max_jobs, best)
         candidates.append((_balance(plan), "decomposed", solver_name, status, None))
     order = sorted(range(len(candidates)), key=lambda k: (candidates[k][0].score(), -k))
-    plan, method, used_solver, status, lp_bound = candidates[order[0]]
+    plan, method, used_solver, status, _ = candidates[order[0]]
+    bounds = [c[4] for c in candidates if c[4] is not None]
+    lp_bound = max(bounds) if bounds else None
     if method in ("ffd", "visit-ffd"):
         if len(candidates) > 2:
             status = f"{candidates[-1][3]}; kept {method}, which was as good"
@@ -1230,6 +1333,7 @@ def summarise(plan: Plan, jobs: Sequence[Job], node: Node, *, lp_bound: int | No
         ffd_bundles=ffd_bundles, dc2_flat_bundles=dc2_flat_bundles(jobs, node),
         mem_utilisation=float(np.mean(mem_use)) if n else 0.0,
         core_utilisation=float(np.mean(core_use)) if n else 0.0, node_seconds=plan.node_seconds,
+        node_seconds_bound=node_seconds_bound(jobs, node),
         solve_time_s=round(solve_time_s, 3), solver=solver, method=method, status=status)
 
 
@@ -1304,20 +1408,26 @@ def read_jobs(path: str | os.PathLike) -> list[Job]:
         for lineno, row in enumerate(csv.reader(fh, delimiter=delimiter), start=2):
             if not row or all(not cell.strip() for cell in row):
                 continue
-            if len(row) < len(header):
-                raise BundlingError(f"{path}:{lineno}: {len(row)} fields, the header has {len(header)}",
-                                    "fix or delete the line")
+
+            def cell(col: str) -> str:
+                return row[index[col]].strip() if index[col] < len(row) else ""
 
             def number(col: str, kind=float):
-                text = row[index[col]].strip()
+                text = cell(col)
+                if not text:
+                    raise BundlingError(f"{path}:{lineno}: column '{col}' is empty", "fix or delete the line")
                 try:
                     return kind(text)
                 except ValueError:
-                    raise BundlingError(f"{path}:{lineno}: column '{col}' is not {'an integer' if kind is int else 'a number'} "
-                                        f"({text!r})", "fix or delete the line") from None
+                    what = "an integer" if kind is int else "a number"
+                    raise BundlingError(f"{path}:{lineno}: column '{col}' is not {what} ({text!r})",
+                                        "fix or delete the line") from None
 
-            runtime = number("runtime_s") if "runtime_s" in index and row[index["runtime_s"]].strip() else 0.0
-            jobs.append(Job(number("visit", int), row[index[sensor_col]].strip(), number("mem_gb"), runtime))
+            sensor = cell(sensor_col)
+            if not sensor:
+                raise BundlingError(f"{path}:{lineno}: column '{sensor_col}' is empty", "fix or delete the line")
+            runtime = number("runtime_s") if "runtime_s" in index and cell("runtime_s") else 0.0
+            jobs.append(Job(number("visit", int), sensor, number("mem_gb"), runtime))
     return jobs
 
 
@@ -1372,7 +1482,7 @@ def format_summary(summary: Summary) -> str:
         f"bundles:      {s.n_bundles} ({bounds}; gap {100 * s.gap:.1f}%)",
         f"compare:      first fit decreasing {s.ffd_bundles}, DC2 flat rule {flat}",
         f"utilisation:  memory {100 * s.mem_utilisation:.1f}%, cores {100 * s.core_utilisation:.1f}%",
-        f"node-seconds: {s.node_seconds:.0f}",
+        f"node-seconds: {s.node_seconds:.0f} (lower bound {s.node_seconds_bound:.0f})",
         f"method:       {s.method} with {s.solver} in {s.solve_time_s:.2f} s: {s.status}",
     ])
 
