@@ -23,7 +23,7 @@ def _cmd_parse(args) -> None:
     from .io import sha256_file, write_json
 
     visit, skips = read_catalog(args.catalog, objects_out=args.objects, chunk_rows=args.chunk_rows)
-    files = sorted({args.catalog, *skips.sources}) if hasattr(skips, "sources") else [args.catalog]
+    files = list(dict.fromkeys([args.catalog, *skips.sources]))  # the catalog first, then its includes
     write_json(args.sources, {"visit": visit.visit, "files": {f: sha256_file(f) for f in files},
                               "skips": skips.summary()})
     visit.write_json(args.visit_json)

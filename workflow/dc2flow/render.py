@@ -162,7 +162,7 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
                "n_phot": int((~bright & on_sensor).sum()), "n_sed_fallback": int(cols["sed_fallback"].sum()),
                "sky_e_per_px": conditions.sky_e_per_px, "psf_fwhm_arcsec": conditions.psf.fwhm_arcsec,
                "seed": sensor_seed(visit, sensor.det_num)}
-    header = fits_header(visit, sensor, options, provenance, summary)
+    header = fits_header(visit, sensor, provenance, summary)
     write_fits(image_out, pixels, header)
     truth = {name: cols[name][on_sensor] for name in TRUTH_COLUMNS[:-2]}
     truth["flux_drawn"] = drawn[on_sensor]
@@ -181,7 +181,7 @@ def _poisson_in_place(pixels: np.ndarray, seed: int) -> None:
         block[...] = rng.poisson(block)
 
 
-def fits_header(visit: Visit, sensor: camera.Sensor, options: dict, provenance: Provenance, summary: dict):
+def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, summary: dict):
     """The eimage header: imSim's keywords where they apply, the WCS, and provenance."""
     import galsim
     from astropy.io import fits
