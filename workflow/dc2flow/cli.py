@@ -67,7 +67,8 @@ def _cmd_estimate(args) -> None:
     model = ResourceModel.read(args.model)
     sensors = [s for s in args.sensors.split(",") if s]
     parts = {name: os.path.join(args.partition_dir, f"{name}.parquet") for name in sensors}
-    rows = estimate_visit(Visit.read_json(args.visit_json), parts, model, options["render"]["fft_flux_threshold"])
+    rows = estimate_visit(Visit.read_json(args.visit_json), parts, model, options["render"]["fft_flux_threshold"],
+                          args.job_overhead_gb)
     write_estimates(args.out, rows)
 
 
@@ -167,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sensors", required=True, help="comma-separated det_names")
     s.add_argument("--out", required=True, help="output table (.tsv)")
     s.add_argument("--model", help="resource model JSON (from 'calibrate'); the packaged one if omitted")
+    s.add_argument("--job-overhead-gb", type=float, default=0.0,
+                   help="memory of the scheduler's processes in each job, added to mem_gb (GB)")
     s.add_argument("--options", help=OPTIONS_HELP)
     s.set_defaults(func=_cmd_estimate)
 

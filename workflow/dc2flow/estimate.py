@@ -16,7 +16,7 @@ feature             meaning
 ``max_phot_gphotons`` the largest photon-shot object (1e9 photons): photon arrays scale with it
 ==================  ===========================================================================
 
-``mem_gb = m_0 + sum_k m_k f_k`` and ``runtime_s = t_0 + sum_k t_k f_k`` with non-negative
+``mem_gb = m_0 + sum_k m_k f_k`` (plus the job overhead of :func:`estimate_visit`) and ``runtime_s = t_0 + sum_k t_k f_k`` with non-negative
 coefficients fitted by :mod:`dc2flow.calibrate` from the ``benchmark:`` records of real render jobs
 and scaled up so that predictions err high. The model is a small JSON file
 (:data:`DEFAULT_MODEL` ships with the package; ``estimate.model`` in the config points at another).
@@ -135,13 +135,18 @@ def sensor_features(partition_path: str | os.PathLike, det_name: str, fft_flux_t
 
 
 def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceModel,
-                   fft_flux_threshold: float) -> list[dict]:
-    """One row per sensor: visit, sensor, mem_gb, runtime_s and the features."""
+                   fft_flux_threshold: float, job_overhead_gb: float = 0.0) -> list[dict]:
+    """One row per sensor: visit, sensor, mem_gb, runtime_s and the features.
+
+    ``mem_gb`` is what the sensor's job should request: the model's prediction for the render
+    command plus ``job_overhead_gb``, the memory of the scheduler's own processes in the job
+    (Snakemake runs inside every Slurm job step: ~130 MiB each, measured).
+    """
     rows = []
     for det_name in sorted(partitions, key=lambda n: camera.get_sensor(n).det_num):
         feats = sensor_features(partitions[det_name], det_name, fft_flux_threshold)
         mem, run = model.predict({k: [v] for k, v in feats.items()})
-        rows.append({"visit": visit.visit, "sensor": det_name, "mem_gb": float(mem[0]),
+        rows.append({"visit": visit.visit, "sensor": det_name, "mem_gb": float(mem[0]) + job_overhead_gb,
                      "runtime_s": float(run[0]), **feats})
     return rows
 
