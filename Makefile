@@ -36,7 +36,7 @@ bench: venv
 
 constraints: venv
 	grep '^#' constraints.txt > constraints.txt.new
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^dc2flow' >> constraints.txt.new
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v -e '^dc2flow' -e '^pip==' >> constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:

@@ -38,15 +38,18 @@ def _plan(tmp_path):
 
 def test_render_requests_carry_one_overhead_per_visit_and_bundle(tmp_path):
     req = campaign.render_requests(str(_plan(tmp_path)), str(tmp_path / "est"), visit_overhead_gb=0.5)
-    assert req[(1, "R22_S11")] == campaign.RenderRequest("b0000", 1536, 2)   # 1.0 + 0.5 overhead
+    assert req[(1, "R22_S11")] == campaign.RenderRequest("b0000", 1536, 2, 1536 + 2048 + 1536)  # 1.0 + 0.5 overhead
     assert req[(1, "R22_S12")].mem_mb == 2048                                 # second of visit 1: no overhead
     assert req[(2, "R22_S11")].mem_mb == 1536 and req[(2, "R22_S12")].mem_mb == int(2.5 * 1024)
+    assert req[(2, "R22_S12")].bundle_mem_mb == int(2.5 * 1024)
     assert campaign.bundle_members(str(tmp_path / "plan.csv")) == {
         "b0000": [(1, "R22_S11"), (1, "R22_S12"), (2, "R22_S11")], "b0001": [(2, "R22_S12")]}
 
 
-def test_memory_grows_with_attempt_up_to_a_node():
-    assert [campaign.grow_memory(1000, a, 1.5, 2.0) for a in (1, 2, 3)] == [1000, 1500, 2048]
+def test_retries_grow_a_whole_bundle_up_to_a_node():
+    # a bundle planned at 1000 MB on a 2 GB node: x1, x1.5, then capped at 2048/1000
+    assert [campaign.retry_scale(a, 1.5, 1000, 2.0) for a in (1, 2, 3)] == [1.0, 1.5, 2.048]
+    assert campaign.retry_scale(3, 1.5, 3000, 2.0) == 1.0        # never below the plan
 
 
 def test_manifest(tmp_path):

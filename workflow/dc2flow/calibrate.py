@@ -61,12 +61,14 @@ def read_records(estimates: list[str], benchmarks: list[str]) -> list[Record]:
         with open(path) as fh:
             header = fh.readline().split("\t")
             values = fh.readline().split("\t")
-        row = dict(zip([h.strip() for h in header], values))
+        row = {h.strip(): v.strip() for h, v in zip(header, values)}
+        if "s" not in row or "max_rss" not in row:
+            raise ConfigError("--benchmarks", path, "not a Snakemake benchmark record (no s/max_rss)",
+                              "files written by a rule's benchmark: directive")
         try:
             mem_gb, runtime_s = float(row["max_rss"]) / 1024.0, float(row["s"])
-        except (KeyError, ValueError):
-            raise ConfigError("--benchmarks", path, "not a Snakemake benchmark record (no s/max_rss)",
-                              "files written by a rule's benchmark: directive") from None
+        except ValueError:   # "NA": the job ended before Snakemake's first memory sample
+            continue
         records.append(Record(key[0], key[1], feats[key], mem_gb, runtime_s))
     return sorted(records, key=lambda r: (r.visit, r.sensor))
 
@@ -101,8 +103,7 @@ def error_figures(pred: np.ndarray, meas: np.ndarray) -> dict:
             "worst_under": float(min(0.0, err.min()))}
 
 
-def calibrate(records: list[Record], holdout: float = 0.25, quantile: float = 0.95,
-              visit_overhead_gb: float = 0.0) -> tuple[ResourceModel, dict]:
+def calibrate(records: list[Record], holdout: float = 0.25, quantile: float = 0.95) -> tuple[ResourceModel, dict]:
     """Fit a :class:`ResourceModel` on the training records; report errors on both sets.
 
     Raises:
@@ -120,7 +121,7 @@ def calibrate(records: list[Record], holdout: float = 0.25, quantile: float = 0.
         mem_intercept_gb=m0, runtime_intercept_s=t0,
         mem_coef={k: float(v) for k, v in zip(FEATURES, mc) if v > 0},
         runtime_coef={k: float(v) for k, v in zip(FEATURES, tc) if v > 0},
-        mem_scale=ms, runtime_scale=ts, visit_overhead_gb=visit_overhead_gb,
+        mem_scale=ms, runtime_scale=ts,
         meta={"records": len(records), "train": len(train), "holdout": len(test), "quantile": quantile,
               "fitted": datetime.date.today().isoformat()})
     report = {}

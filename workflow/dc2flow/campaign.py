@@ -6,7 +6,9 @@ for the output names, so the names are defined once, here.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 
 from .camera import get_sensor
@@ -65,11 +67,13 @@ class RenderRequest:
         mem_mb:     its memory request; the first sensor of each visit in a bundle also carries
                     the per-visit overhead, so the group's request is the bundle's planned memory.
         runtime_min: its wall-time request in minutes.
+        bundle_mem_mb: the whole bundle's planned memory (the sum of its members' mem_mb).
     """
 
     bundle: str
     mem_mb: int
     runtime_min: int
+    bundle_mem_mb: int = 0
 
 
 def _read_csv(path: str) -> list[dict]:
@@ -110,9 +114,13 @@ def _render_requests(plan_csv: str, _mtime_ns: int, estimates_dir: str,
         if (bundle, visit) not in first_of_visit:
             first_of_visit.add((bundle, visit))
             mem_gb += visit_overhead_gb
-        out[(visit, sensor)] = RenderRequest(bundle, int(math.ceil(mem_gb * 1024)),
-                                             max(1, int(math.ceil(est["runtime_s"] / 60.0))))
-    return out
+        # round memory down: the plan fits the bundle in the node to the byte, and the requests
+        # of up to node_cores members must not add up to more
+        out[(visit, sensor)] = RenderRequest(bundle, int(mem_gb * 1024), max(1, int(math.ceil(est["runtime_s"] / 60.0))))
+    totals: dict[str, int] = {}
+    for req in out.values():
+        totals[req.bundle] = totals.get(req.bundle, 0) + req.mem_mb
+    return {key: dataclasses.replace(req, bundle_mem_mb=totals[req.bundle]) for key, req in out.items()}
 
 
 def bundle_members(plan_csv: str) -> dict[str, list[tuple[int, str]]]:
@@ -130,12 +138,15 @@ def _bundle_members(plan_csv: str, _mtime_ns: int) -> dict[str, list[tuple[int, 
     return out
 
 
-def grow_memory(mem_mb: int, attempt: int, growth: float, node_memory_gb: float) -> int:
-    """Memory for retry ``attempt`` (1, 2, ...): ``mem_mb * growth**(attempt-1)``, capped at a node.
+def retry_scale(attempt: int, growth: float, bundle_mem_mb: int, node_memory_gb: float) -> float:
+    """The factor by which retry ``attempt`` (1, 2, ...) scales a render's memory request.
 
-    An out-of-memory job comes back bigger, as Rubin's BPS does with its memory multiplier.
+    ``growth**(attempt-1)``, so an out-of-memory job comes back bigger (as Rubin's BPS does with its
+    memory multiplier), but never so much that the bundle's members, which run side by side and
+    whose requests Snakemake adds up for the group job, ask for more than a node.
     """
-    return int(min(mem_mb * growth ** (max(attempt, 1) - 1), node_memory_gb * 1024))
+    cap = node_memory_gb * 1024 / bundle_mem_mb if bundle_mem_mb > 0 else math.inf
+    return max(1.0, min(growth ** (max(attempt, 1) - 1), cap))
 
 
 def write_manifest(images: list[str], out: str) -> None:

@@ -631,6 +631,13 @@ def _visit_from_header(values: dict[str, tuple[str, int]], path: str, last_line:
     if not 0 <= fields["filter"] < len(BANDS):
         raise CatalogError(path, values["filter"][1], "filter is not 0-5", value=fields["filter"],
                            fix=f"use 0-5 for {', '.join(BANDS)}")
+    if not 0 < fields["altitude_deg"] <= 90:
+        raise CatalogError(path, values["altitude"][1], "altitude is not in (0, 90] degrees",
+                           value=fields["altitude_deg"], fix="a visit is observed above the horizon")
+    for key, name in (("seeing", "seeing_arcsec"), ("vistime", "exptime_s")):
+        if not fields[name] > 0:
+            raise CatalogError(path, values[key][1], f"{key} is not positive", value=fields[name],
+                               fix=f"give the {key} of the visit")
     extra = tuple(sorted((key, text) for key, (text, _) in values.items() if key not in _HEADER_FIELDS))
     return Visit(band=BANDS[fields["filter"]], path=path, extra=extra, **fields)
 

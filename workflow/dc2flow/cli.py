@@ -24,7 +24,7 @@ def _cmd_parse(args) -> None:
 
     visit, skips = read_catalog(args.catalog, objects_out=args.objects, chunk_rows=args.chunk_rows)
     files = list(dict.fromkeys([args.catalog, *skips.sources]))  # the catalog first, then its includes
-    write_json(args.sources, {"visit": visit.visit, "files": {f: sha256_file(f) for f in files},
+    write_json(args.sources, {"visit": visit.visit, "files": [[f, sha256_file(f)] for f in files],
                               "skips": skips.summary()})
     visit.write_json(args.visit_json)
     log.info("%s: visit %d, %s", args.catalog, visit.visit, skips.summary())
@@ -49,7 +49,7 @@ def _cmd_render(args) -> None:
     from .render import Provenance, render_sensor
 
     options = parse_options(args.options)
-    files = tuple(sorted(load_json(args.sources)["files"].items())) if args.sources else ()
+    files = tuple(map(tuple, load_json(args.sources)["files"])) if args.sources else ()
     prov = Provenance(catalog_files=files, config_hash=options_hash(options),
                       container_image=options["render"]["container_image"])
     render_sensor(Visit.read_json(args.visit_json), args.partition, args.det_name, options,
@@ -76,8 +76,7 @@ def _cmd_calibrate(args) -> None:
     from .calibrate import calibrate, format_report, plot, read_records
 
     records = read_records(args.estimates, args.benchmarks)
-    model, report = calibrate(records, holdout=args.holdout, quantile=args.quantile,
-                              visit_overhead_gb=args.visit_overhead_gb)
+    model, report = calibrate(records, holdout=args.holdout, quantile=args.quantile)
     model.write(args.out)
     if args.plot:
         plot(records, model, args.holdout, args.plot)
@@ -168,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sensors", required=True, help="comma-separated det_names")
     s.add_argument("--out", required=True, help="output table (.tsv)")
     s.add_argument("--model", help="resource model JSON (from 'calibrate'); the packaged one if omitted")
-    s.add_argument("--job-overhead-gb", type=float, default=0.0,
+    s.add_argument("--job-overhead-gb", type=float, required=True,
                    help="memory of the scheduler's processes in each job, added to mem_gb (GB)")
     s.add_argument("--options", help=OPTIONS_HELP)
     s.set_defaults(func=_cmd_estimate)
@@ -184,7 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", help="write a predicted-vs-measured PNG here")
     s.add_argument("--holdout", type=float, default=0.25, help="fraction of jobs held out for the report")
     s.add_argument("--quantile", type=float, default=0.95, help="share of training jobs the model must cover")
-    s.add_argument("--visit-overhead-gb", type=float, default=0.0, help="per-visit overhead stored in the model")
     s.set_defaults(func=_cmd_calibrate)
 
     s = sub.add_parser("bundle", help="pack sensor jobs into node-sized bundles (integer program)",

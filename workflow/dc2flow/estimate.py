@@ -56,7 +56,6 @@ class ResourceModel:
         mem_intercept_gb, runtime_intercept_s: the constant terms.
         mem_coef, runtime_coef: feature name -> coefficient (non-negative; missing = 0).
         mem_scale, runtime_scale: safety factors applied to the linear prediction (>= 1).
-        visit_overhead_gb: memory shared by the sensors of one visit in one bundle.
         meta: where the coefficients came from (records, date, errors), for people.
     """
 
@@ -66,7 +65,6 @@ class ResourceModel:
     runtime_coef: dict = field(default_factory=dict)
     mem_scale: float = 1.0
     runtime_scale: float = 1.0
-    visit_overhead_gb: float = 0.0
     meta: dict = field(default_factory=dict)
 
     def predict(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

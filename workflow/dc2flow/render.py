@@ -66,9 +66,10 @@ def sensor_seed(visit: Visit, det_num: int) -> int:
     return derive_seed("sensor", visit.seed, visit.visit, det_num)
 
 
-def object_seed(visit: Visit, obj_index: int) -> int:
-    """The seed of one object's randomness (knots, photons), the same on every sensor."""
-    return derive_seed("object", visit.seed, visit.visit, obj_index)
+def object_seed(visit: Visit, obj_index: int, purpose: str) -> int:
+    """The seed of one object's randomness (``purpose``: knots or photons), the same on every
+    sensor it touches; each purpose has its own stream."""
+    return derive_seed(purpose, visit.seed, visit.visit, obj_index)
 
 
 def build_object(kind: str, flux: float, major: float, minor: float, pa_deg: float, sersic_n: float,
@@ -135,6 +136,7 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
 
     bright = cols["flux"] > render["fft_flux_threshold"]
     drawn = np.zeros(n)
+    touched = np.zeros(n, dtype=bool)   # its stamp overlaps the sensor and it was drawn
     shape = [cols[c] for c in _SHAPE_COLUMNS]
 
     def draw(rows, method):
@@ -144,12 +146,13 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
             bounds = galsim.BoundsI(ix - r, ix + r, iy - r, iy + r) & image.bounds
             if not bounds.isDefined():
                 continue
-            seed = object_seed(visit, int(cols["obj_index"][i]))
-            prof = build_object(*(c[i] for c in shape), psf, seed, gsparams)
+            obj_index = int(cols["obj_index"][i])
+            prof = build_object(*(c[i] for c in shape), psf, object_seed(visit, obj_index, "knots"), gsparams)
             kwargs = dict(image=image[bounds], add_to_image=True, center=galsim.PositionD(x, y))
             if method == "phot":
-                kwargs["rng"] = galsim.BaseDeviate(seed)
+                kwargs["rng"] = galsim.BaseDeviate(object_seed(visit, obj_index, "photons"))
             drawn[i] = prof.drawImage(method=method, **kwargs).added_flux
+            touched[i] = True
 
     draw(np.flatnonzero(bright), "auto")
     pixels += np.float32(conditions.sky_e_per_px)
@@ -157,17 +160,18 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
         _poisson_in_place(pixels, sensor_seed(visit, sensor.det_num))
     draw(np.flatnonzero(~bright), "phot")
 
-    on_sensor = drawn != 0
+    on_sensor = touched
     summary = {"n_objects": n, "n_drawn": int(on_sensor.sum()), "n_fft": int((bright & on_sensor).sum()),
-               "n_phot": int((~bright & on_sensor).sum()), "n_sed_fallback": int(cols["sed_fallback"].sum()),
+               "n_phot": int((~bright & on_sensor).sum()),
+               "n_sed_fallback": int(cols["sed_fallback"][on_sensor].sum()),
                "sky_e_per_px": conditions.sky_e_per_px, "psf_fwhm_arcsec": conditions.psf.fwhm_arcsec,
                "seed": sensor_seed(visit, sensor.det_num)}
-    header = fits_header(visit, sensor, provenance, summary)
-    write_fits(image_out, pixels, header)
     truth = {name: cols[name][on_sensor] for name in TRUTH_COLUMNS[:-2]}
     truth["flux_drawn"] = drawn[on_sensor]
     truth["method"] = np.where(bright, "fft", "phot")[on_sensor]
     write_truth(truth_out, truth)
+    # the image last: its existence marks a finished sensor
+    write_fits(image_out, pixels, fits_header(visit, sensor, provenance, summary))
     log.info("%s %s: %s", visit.visit, det_name, summary)
     return summary
 
@@ -214,7 +218,7 @@ def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, sum
         ("SKYLEVEL", summary["sky_e_per_px"], "[e-/pixel] mean sky"),
         ("BUNIT", "electron", ""),
         ("NOBJECTS", summary["n_drawn"], "objects drawn on this sensor"),
-        ("NSEDFB", summary["n_sed_fallback"], "objects whose SED was a fallback"),
+        ("NSEDFB", summary["n_sed_fallback"], "objects drawn with a fallback SED"),
         ("SEED", summary["seed"], "noise seed of this sensor"),
         ("CATSEED", visit.seed, "seed in the instance catalog"),
         ("DC2FLOW", __version__, "dc2flow version"),

@@ -38,6 +38,6 @@ rule finish_bundle:
         bundle_of_join
     resources:
         mem_mb=256,
-        runtime=5,
+        runtime=1,
     shell:
         "dc2flow manifest {input:q} --out {output:q} > {log:q} 2>&1"

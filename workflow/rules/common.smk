@@ -1,5 +1,6 @@
 # Shared helpers: config validation, the visit list, wildcard constraints, input functions.
 # All logic lives in the dc2flow package; this file only connects it to Snakemake.
+import math
 import shlex
 
 from snakemake.exceptions import IncompleteCheckpointException
@@ -13,6 +14,7 @@ OUT = config["outdir"].rstrip("/")
 VISITS = campaign.visits(config["catalogs"])  # visit -> VisitEntry (headers only)
 SENSORS = selected_sensors(config)
 OPTIONS = options_json(physics_options(config))  # what changes pixels; rerun when it changes
+PARTITION_OPTIONS = options_json({k: config[k] for k in ("scene", "partition")})  # what partitions depend on
 
 
 wildcard_constraints:
@@ -41,6 +43,11 @@ def all_images():
 
 def partition_dir(wildcards):
     return f"{OUT}/partitions/{wildcards.visit}"
+
+
+def model_input():
+    """The calibrated model file, an input so that editing it re-estimates (none: the packaged one)."""
+    return [config["estimate"]["model"]] if config["estimate"]["model"] else []
 
 
 def model_option():
@@ -80,15 +87,20 @@ def bundle_of_join(wildcards):
     return wildcards.bundle
 
 
+def _retry_scale(req, attempt):
+    return campaign.retry_scale(attempt, BUNDLE["retry_memory_growth"], req.bundle_mem_mb if req else 0,
+                                BUNDLE["node_memory_gb"])
+
+
 def render_mem_mb(wildcards, attempt):
     req = _request(wildcards)
-    mem_mb = req.mem_mb if req else int(BUNDLE["fallback_mem_gb"] * 1024)
-    return campaign.grow_memory(mem_mb, attempt, BUNDLE["retry_memory_growth"], BUNDLE["node_memory_gb"])
+    return int((req.mem_mb if req else BUNDLE["fallback_mem_gb"] * 1024) * _retry_scale(req, attempt))
 
 
-def render_runtime_min(wildcards):
+def render_runtime_min(wildcards, attempt):
     req = _request(wildcards)
-    return req.runtime_min if req else BUNDLE["fallback_runtime_min"]
+    minutes = (req.runtime_min if req else BUNDLE["fallback_runtime_min"]) * BUNDLE["retry_memory_growth"] ** (attempt - 1)
+    return int(min(math.ceil(minutes), BUNDLE["time_limit_s"] / 60))
 
 
 def bundle_images(wildcards):

@@ -5,6 +5,7 @@ rule estimate_visit:
     input:
         visit=f"{OUT}/catalog/{{visit}}/visit.json",
         partitions=[f"{OUT}/partitions/{{visit}}/{det_name}.parquet" for det_name in SENSORS],
+        model=model_input(),
     output:
         f"{OUT}/estimates/{{visit}}.tsv",
     log:

@@ -14,7 +14,7 @@ rule partition_visit:
     params:
         out_dir=partition_dir,
         sensors=",".join(SENSORS),
-        options=OPTIONS,
+        options=PARTITION_OPTIONS,
     shell:
         "dc2flow -v partition {input.visit:q} {input.objects:q} --out-dir {params.out_dir:q}"
         " --sensors {params.sensors} --options {params.options:q} > {log:q} 2>&1"
