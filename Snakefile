@@ -13,6 +13,11 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
+# The runtime image (containers/), when render.container_image names one: every job runs in it
+# with --software-deployment-method apptainer, and every FITS header records it (CONTAINR).
+container: config["render"]["container_image"] or None
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/catalog.smk"
 include: "workflow/rules/partition.smk"
