@@ -23,6 +23,7 @@ visit's object table, which seeds its randomness), ``flux``, ``sed_fallback``,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -105,7 +106,7 @@ def partition_visit(visit: Visit, objects_path: str | os.PathLike, outputs: dict
                           "rerun the parse_catalog step for this visit") from None
     counts = {s.det_name: 0 for s in sensors}
     n_fallback = 0
-    with _AtomicWriters(outputs) as writers:
+    with _atomic_writers(outputs) as writers:
         start = 0
         for batch in source.iter_batches(batch_size=batch_rows):
             table = batch.to_pandas()
@@ -129,38 +130,27 @@ def partition_visit(visit: Visit, objects_path: str | os.PathLike, outputs: dict
                 if hit.any():
                     part = table[hit].copy()
                     part["x"], part["y"] = x[hit], y[hit]
-                    writers.write(sensor.det_name, part)
+                    writers[sensor.det_name].write_table(
+                        pa.Table.from_pandas(part, schema=PARTITION_SCHEMA, preserve_index=False))
                     counts[sensor.det_name] += int(hit.sum())
     log.info("visit %d: %d objects (%d with a fallback SED) -> %d sensors, %d placements",
              visit.visit, start, n_fallback, len(sensors), sum(counts.values()))
     return counts
 
 
-class _AtomicWriters:
-    """One Parquet writer per sensor, all renamed into place together on success."""
+@contextlib.contextmanager
+def _atomic_writers(outputs: dict[str, str]):
+    """One Parquet writer per sensor, all renamed into place together, and only on success.
 
-    def __init__(self, outputs: dict[str, str]):
-        self.outputs = outputs
-        self._stack = None
-        self._writers: dict[str, pq.ParquetWriter] = {}
-        self._tmp: dict[str, str] = {}
-
-    def __enter__(self):
-        import contextlib
-
-        self._stack = contextlib.ExitStack().__enter__()
-        for name, path in self.outputs.items():
-            self._tmp[name] = self._stack.enter_context(atomic_output(path))
-            self._writers[name] = pq.ParquetWriter(self._tmp[name], PARTITION_SCHEMA)
-        return self
-
-    def write(self, name: str, frame) -> None:
-        self._writers[name].write_table(pa.Table.from_pandas(frame, schema=PARTITION_SCHEMA, preserve_index=False))
-
-    def __exit__(self, exc_type, exc, tb):
-        for writer in self._writers.values():
-            writer.close()
-        return self._stack.__exit__(exc_type, exc, tb)
+    The exit stack closes each writer before its :func:`atomic_output` renames (or, on any error,
+    removes) the temporary file, including when opening a later writer fails.
+    """
+    with contextlib.ExitStack() as stack:
+        writers = {}
+        for name, path in outputs.items():
+            tmp = stack.enter_context(atomic_output(path))
+            writers[name] = stack.enter_context(contextlib.closing(pq.ParquetWriter(tmp, PARTITION_SCHEMA)))
+        yield writers
 
 
 def read_partition_table(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
