@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from . import camera
 from .catalog import Visit
-from .errors import ConfigError, RenderError
+from .errors import ConfigError
+from .partition import read_partition_table
 from .io import atomic_output
 
 FEATURES = ("image_mpix", "n_objects", "n_knots", "phot_gphotons", "fft_mpix", "max_fft_mpix",
@@ -111,11 +111,7 @@ class ResourceModel:
 
 def sensor_features(partition_path: str | os.PathLike, det_name: str, fft_flux_threshold: float) -> dict[str, float]:
     """The model's features for one sensor, from its partition file."""
-    try:
-        table = pq.read_table(partition_path, columns=_PARTITION_COLUMNS)
-    except (OSError, Exception) as exc:  # pyarrow raises several types for a bad file
-        raise RenderError(partition_path, f"cannot read the partition ({exc})",
-                          "rerun the partition_visit step for this visit") from None
+    table = read_partition_table(partition_path, _PARTITION_COLUMNS)
     flux = table["flux"].to_numpy()
     side = 2.0 * table["stamp_radius_px"].to_numpy().astype(float) + 1.0
     kind = table["obj_type"].to_numpy(zero_copy_only=False)
