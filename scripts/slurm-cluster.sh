@@ -136,7 +136,11 @@ DefMemPerCPU=1000
 # No slurmdbd: sacct does not work; Snakemake's executor polls squeue instead, which keeps a
 # finished job for MinJobAge seconds (the executor wants >= 3 x its first status-check wait).
 AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
+# Memory is enforced without cgroups: poll every task's RSS each second, kill a job over its --mem
+# (it ends FAILED, signal 9), so an under-estimated render is retried with more (tests/test_slurm_faults.py).
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill
 JobCompType=jobcomp/none
 MinJobAge=300
 # Short timeouts and intervals: a stuck test fails fast, a restarted node comes back by itself.
