@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,42 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "imsim"
 SED_DIR = SHARED / "sed_library"
+
+# --- the one-node Slurm test cluster (tests/test_slurm*.py) ---------------------------------------
+SCRIPT = REPO / "scripts" / "slurm-cluster.sh"
+PROFILE = REPO / "profiles" / "ci-slurm"
+BIN = str(Path(sys.executable).parent)
+ON_CI = os.environ.get("CI") == "true"
+SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.\n")
+
+
+def env_with_venv() -> dict:
+    """This environment with this Python's bin/ first: the jobs (sbatch --export=ALL) inherit it."""
+    return {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+
+
+def cluster(command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), command], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A running test cluster; stopped afterwards only if this fixture started it."""
+    was_running = cluster("status").returncode == 0
+    if not was_running:
+        try:
+            proc = cluster("start", timeout=600)  # the first start installs Slurm with apt
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            proc = subprocess.CompletedProcess([str(SCRIPT), "start"], 1, "", repr(exc))
+        if proc.returncode != 0:
+            reason = f"{SCRIPT.name} start failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
+            if ON_CI:
+                pytest.fail(reason)
+            pytest.skip(reason)
+    yield
+    if not was_running:
+        stopped = cluster("stop")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
 def needs_shared():
