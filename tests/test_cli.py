@@ -47,3 +47,43 @@ def test_focal_plane_and_make_catalog(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip().endswith("phosim_cat_7.txt")
     assert " 10.0000000000 -5.0000000000 15.0000000 " in "".join(
         __import__("gzip").open(p, "rt").read() for p in (tmp_path / "c").glob("star_cat_7.txt.gz"))
+
+
+def test_science_error_is_recorded_and_not_retried_on_unchanged_inputs(tmp_path):
+    """A retry of a command that failed with a Dc2flowError refuses at once (exit 3) until an input changes."""
+    good = run("make-catalog", "--outdir", str(tmp_path / "c"), "--visit", "7", "--ra-deg", "10", "--dec-deg", "-5",
+               "--band", "g", "--seed", "3", "--radius-deg", "0.02")
+    catalog = Path(good.stdout.strip())
+    text = catalog.read_text()
+    catalog.write_text(text + "object 1 10.0 -5.0 notanumber starSED/x.gz 0 0 0 0 0 0 point none none\n")
+    record = tmp_path / "failures" / "parse.json"
+    outs = ["--visit-json", str(tmp_path / "v.json"), "--objects", str(tmp_path / "o.parquet"),
+            "--sources", str(tmp_path / "s.json")]
+    first = run("--failure-record", str(record), "parse", str(catalog), *outs)
+    assert first.returncode == 1 and "magnorm" in first.stderr and "not retried" not in first.stderr
+    assert '"error": "CatalogError"' in record.read_text()
+    again = run("--failure-record", str(record), "parse", str(catalog), *outs)
+    assert again.returncode == 3 and "not retried" in again.stderr and "magnorm" in again.stderr
+    os.utime(catalog, ns=(0, catalog.stat().st_mtime_ns + 10**9))     # touched: the inputs changed, run again
+    assert run("--failure-record", str(record), "parse", str(catalog), *outs).returncode == 1
+    catalog.write_text(text)                                            # fixed: runs, and the record is gone
+    fixed = run("--failure-record", str(record), "parse", str(catalog), *outs)
+    assert fixed.returncode == 0, fixed.stderr
+    assert not record.exists() and (tmp_path / "v.json").exists()
+
+
+def test_a_fixed_included_file_makes_the_record_stale(tmp_path):
+    """The file an error names (an includeobj file) is part of the record: fixing it reruns."""
+    sub = tmp_path / "objs.txt"
+    sub.write_text("object 1 10.0 -5.0 notanumber starSED/x.gz 0 0 0 0 0 0 point none none\n")
+    catalog = tmp_path / "cat.txt"
+    catalog.write_text("rightascension 10\ndeclination -5\nmjd 60000\naltitude 80\nfilter 1\nrotskypos 0\n"
+                       "obshistid 9\nseed 9\nseeing 0.7\nvistime 30\nincludeobj objs.txt\n")
+    record = tmp_path / "rec.json"
+    outs = ["--visit-json", str(tmp_path / "v.json"), "--objects", str(tmp_path / "o.parquet"),
+            "--sources", str(tmp_path / "s.json")]
+    assert run("--failure-record", str(record), "parse", str(catalog), *outs).returncode == 1
+    assert run("--failure-record", str(record), "parse", str(catalog), *outs).returncode == 3
+    sub.write_text("object 1 10.0 -5.0 20.0 starSED/x.gz 0 0 0 0 0 0 point none none\n")
+    fixed = run("--failure-record", str(record), "parse", str(catalog), *outs)
+    assert fixed.returncode == 0, fixed.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -94,10 +95,14 @@ def test_malformed_catalog_fails_with_file_and_line(tmp_path):
     lines[40] = "object 123 60.1 -38.1 notanumber starSED/x.gz 0 0 0 0 0 0 point none none\n"
     bad = tmp_path / "bad_instcat.txt"
     bad.write_text("".join(lines))
-    proc = snakemake(tmp_path, "--cores", "1", *config_args([bad], ["R22_S11"]), check=False)
+    # with retries, as the Slurm profiles have: the retries refuse at once (a science error is not retried)
+    proc = snakemake(tmp_path, "--cores", "1", "--retries", "2", *config_args([bad], ["R22_S11"]), check=False)
     assert proc.returncode != 0
     log = (tmp_path / "out" / "logs" / "catalog" / "00398414.log").read_text()
     assert "bad_instcat.txt:41:" in log and "magnorm" in log
+    assert "not retried" in log and proc.stdout.count("rule parse_catalog:") + proc.stderr.count("rule parse_catalog:") >= 2
+    record = json.loads((tmp_path / "out" / "failures" / "catalog" / "00398414.json").read_text())
+    assert record["error"] == "CatalogError" and "bad_instcat.txt:41:" in record["message"]
     assert not list((tmp_path / "out").rglob("*.fits")) and not list((tmp_path / "out").rglob("*.parquet"))
 
 

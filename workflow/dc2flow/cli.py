@@ -2,6 +2,15 @@
 
 Every verb prints ``dc2flow <verb>: error: <message>`` and exits 1 for a
 :class:`~dc2flow.errors.Dc2flowError`; any other exception is a bug and keeps its traceback.
+
+Science errors are not retried.  Snakemake retries every failed job (``retries`` in the profiles,
+so that an out-of-memory kill comes back with more memory) and has no per-error retry policy.
+With ``--failure-record FILE`` (the rules pass one per job), a verb that fails with a
+:class:`~dc2flow.errors.Dc2flowError` writes the error and a fingerprint of its command line and
+input files to FILE; a retry of the same command on unchanged inputs then stops in well under a
+second with exit status 3 and the recorded message, instead of redoing the work to fail again.
+A job killed from outside (out of memory, ``scancel``, node failure) records nothing and is
+retried in full; a changed input (a fixed catalog) changes the fingerprint and runs again.
 """
 
 from __future__ import annotations
@@ -124,6 +133,9 @@ def _cmd_focal_plane(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dc2flow", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    p.add_argument("--failure-record", metavar="FILE",
+                   help="JSON record of a science error: written when the verb fails with one; a rerun "
+                        "of the same command on unchanged inputs then refuses at once (exit 3)")
     sub = p.add_subparsers(dest="verb", required=True)
 
     s = sub.add_parser("parse", help="parse an instance catalog once: header -> JSON, objects -> Parquet",
@@ -229,16 +241,72 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_ERROR = 1          # a science error (Dc2flowError)
+EXIT_NOT_RETRIED = 3    # the same command already failed with a science error on these inputs
+
+
+def _recorded_failure(record: str, fingerprint: str) -> dict | None:
+    """The failure recorded in ``record`` for this command and unchanged inputs, if any.
+
+    Besides the command's own arguments, the file the error named (e.g. an ``includeobj`` file
+    with a bad line) must be unchanged: fixing it makes the record stale.
+    """
+    import json
+
+    from .io import file_stamp
+
+    try:
+        with open(record) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None                     # none, or unreadable: run, and record again if it fails
+    if data.get("fingerprint") != fingerprint:
+        return None
+    if any(file_stamp(path) != stamp for path, stamp in data.get("files", {}).items()):
+        return None
+    return data
+
+
+def _record_failure(record: str, verb: str, exc: Dc2flowError, fingerprint: str) -> None:
+    import datetime
+
+    from .io import file_stamp, write_json
+
+    named = getattr(exc, "path", None)
+    write_json(record, {
+        "verb": verb, "error": type(exc).__name__, "message": str(exc), "fingerprint": fingerprint,
+        "files": {str(named): file_stamp(named)} if named else {},
+        "utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     logging.captureWarnings(True)
+    fingerprint = ""
+    if args.failure_record:
+        from .io import inputs_fingerprint
+
+        fingerprint = inputs_fingerprint([a for a in argv if a != args.failure_record])
+        prior = _recorded_failure(args.failure_record, fingerprint)
+        if prior:
+            print(f"dc2flow {args.verb}: error: not retried: this command failed with a science error on "
+                  f"these same inputs at {prior['utc']} ({args.failure_record}): {prior['message']} "
+                  f"[fix the input, or delete the record to force a rerun]", file=sys.stderr)
+            return EXIT_NOT_RETRIED
     try:
         args.func(args)
     except Dc2flowError as exc:
         print(f"dc2flow {args.verb}: error: {exc}", file=sys.stderr)
-        return 1
+        if args.failure_record:
+            _record_failure(args.failure_record, args.verb, exc, fingerprint)
+        return EXIT_ERROR
+    if args.failure_record and os.path.exists(args.failure_record):
+        os.remove(args.failure_record)  # the inputs changed and it worked: the old failure is history
     return 0
 
 

@@ -51,3 +51,31 @@ def derive_seed(*parts: object) -> int:
     """A 63-bit seed from the given parts (stable across runs, machines and Python versions)."""
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+
+def file_stamp(path: str | os.PathLike) -> str:
+    """``size:mtime_ns`` of a file or directory, or "" if it does not exist (cheap change detection)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def inputs_fingerprint(argv: list[str]) -> str:
+    """A digest of a command line and of the files and directories it names that exist now.
+
+    A science error (a :class:`~dc2flow.errors.Dc2flowError`) is deterministic: the same command on
+    the same inputs fails the same way.  This fingerprint (arguments, and each named path's size and
+    modification time) tells a retry whether anything it reads has changed since a recorded
+    failure, without reading the files.  Outputs do not exist when a job starts (Snakemake removes
+    them), and a directory's mtime changes when a file is renamed into it.
+    """
+    digest = hashlib.sha256()
+    for arg in argv:
+        digest.update(arg.encode() + b"\0")
+        path = arg.split("=", 1)[-1]
+        if path and not path.startswith("-"):
+            digest.update(file_stamp(path).encode() + b"\0")
+    return digest.hexdigest()

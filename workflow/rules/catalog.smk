@@ -13,7 +13,8 @@ rule parse_catalog:
     benchmark:
         f"{OUT}/benchmarks/catalog/{{visit}}.tsv"
     params:
+        failure=failure_record("catalog"),
         chunk_rows=config["catalog"]["chunk_rows"],
     shell:
-        "dc2flow -v parse {input:q} --visit-json {output.visit:q} --objects {output.objects:q}"
+        "dc2flow -v --failure-record {params.failure:q} parse {input:q} --visit-json {output.visit:q} --objects {output.objects:q}"
         " --sources {output.sources:q} --chunk-rows {params.chunk_rows} > {log:q} 2>&1"

@@ -45,6 +45,19 @@ def partition_dir(wildcards):
     return f"{OUT}/partitions/{wildcards.visit}"
 
 
+def failure_record(stage):
+    """A params function: where a job of ``stage`` records a science error (dc2flow --failure-record).
+
+    The record outlives the failed attempt (it is not an output, so Snakemake keeps it), and a retry
+    on unchanged inputs stops at once instead of failing again after the same work.
+    """
+
+    def path(wildcards):
+        return f"{OUT}/failures/{stage}/{'_'.join(wildcards)}.json"
+
+    return path
+
+
 def model_input():
     """The calibrated model file, an input so that editing it re-estimates (none: the packaged one)."""
     return [config["estimate"]["model"]] if config["estimate"]["model"] else []

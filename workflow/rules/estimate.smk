@@ -13,12 +13,13 @@ rule estimate_visit:
     benchmark:
         f"{OUT}/benchmarks/estimate/{{visit}}.tsv"
     params:
+        failure=failure_record("estimate"),
         partition_dir=partition_dir,
         sensors=",".join(SENSORS),
         model=model_option(),
         job_overhead_gb=config["estimate"]["job_overhead_gb"],
         options=OPTIONS,
     shell:
-        "dc2flow -v estimate {input.visit:q} --partition-dir {params.partition_dir:q} --sensors {params.sensors}"
+        "dc2flow -v --failure-record {params.failure:q} estimate {input.visit:q} --partition-dir {params.partition_dir:q} --sensors {params.sensors}"
         " --out {output:q} {params.model} --job-overhead-gb {params.job_overhead_gb}"
         " --options {params.options:q} > {log:q} 2>&1"

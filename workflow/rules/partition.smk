@@ -12,9 +12,10 @@ rule partition_visit:
     benchmark:
         f"{OUT}/benchmarks/partition/{{visit}}.tsv"
     params:
+        failure=failure_record("partition"),
         out_dir=partition_dir,
         sensors=",".join(SENSORS),
         options=PARTITION_OPTIONS,
     shell:
-        "dc2flow -v partition {input.visit:q} {input.objects:q} --out-dir {params.out_dir:q}"
+        "dc2flow -v --failure-record {params.failure:q} partition {input.visit:q} {input.objects:q} --out-dir {params.out_dir:q}"
         " --sensors {params.sensors} --options {params.options:q} > {log:q} 2>&1"

@@ -20,8 +20,9 @@ rule render_sensor:
         mem_mb=render_mem_mb,
         runtime=render_runtime_min,
     params:
+        failure=failure_record("render"),
         options=OPTIONS,
     shell:
-        "dc2flow -v render {input.visit:q} {input.partition:q} --det-name {wildcards.det_name}"
+        "dc2flow -v --failure-record {params.failure:q} render {input.visit:q} {input.partition:q} --det-name {wildcards.det_name}"
         " --sources {input.sources:q} --out {output.image:q} --truth {output.truth:q}"
         " --options {params.options:q} > {log:q} 2>&1"
