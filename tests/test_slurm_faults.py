@@ -249,3 +249,25 @@ def test_drained_node_resumes(slurm_cluster, tiny_catalog, tmp_path):
             subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], check=True, timeout=30)
     r.check(work)
     check_images(work, 2)
+
+
+def test_science_error_is_not_retried(slurm_cluster, tmp_path):
+    """A catalog with a malformed object line: the parse job fails with a CatalogError; the
+    profile's retries resubmit it, and the retry stops at once on the recorded error (exit 3)."""
+    from dc2flow.synthetic import make_catalog
+
+    catalog = Path(make_catalog(outdir=tmp_path / "cat", visit=1003, ra_deg=20.0, dec_deg=-20.0, band="r", seed=3,
+                                radius_deg=0.02))
+    catalog.write_text(catalog.read_text() + "object 9 20.0 -20.0 notanumber starSED/x.gz 0 0 0 0 0 0 point none none\n")
+    work = tmp_path / "wf"
+    # one retry (the profile has 2) is enough to show it, and saves a Slurm round trip
+    r = Run(snakemake_cmd(work, str(catalog), ["R22_S11"], "--retries", "1"), tmp_path / "snakemake.log")
+    assert r.wait() != 0
+    parses = [(slurm_id, log) for _, slurm_id, log in r.submitted() if log.parts[-3] == "rule_parse_catalog"]
+    assert len(parses) == 2, r.output()[-4000:]              # the first attempt and the retry
+    assert all(state == "FAILED" for state in states(i for i, _ in parses).values())
+    job_log = (work / "out" / "logs" / "catalog" / "00001003.log").read_text()   # the last attempt's
+    assert "not retried" in job_log and "magnorm" in job_log and f"{catalog.name}:" in job_log
+    record = work / "out" / "failures" / "catalog" / "00001003.json"
+    assert '"error": "CatalogError"' in record.read_text()
+    assert not (work / "out" / "catalog" / "00001003").exists() or not any((work / "out" / "catalog" / "00001003").iterdir())
