@@ -11,15 +11,20 @@
 # The config is written to /etc/slurm/slurm.conf itself, not only pointed to by SLURM_CONF:
 # the slurm-jobstep executor strips SLURM_* variables before its inner srun, and a Slurm tool
 # that finds no config asks DNS for the controller (configless mode), which must never happen.
-# There is no slurmdbd, so sacct does not work: the profile makes the executor use squeue.
+# Accounting: slurmdbd on a private MariaDB (datadir, socket and TCP port 127.0.0.1:$DB_PORT in
+# the run dir), so `sacct` works: failure reasons such as OUT_OF_MEMORY, and the elapsed time and
+# CPUs of every job for node-hour figures.
 set -euo pipefail
 
 RUN_DIR=${DC2FLOW_SLURM_DIR:-/tmp/dc2flow-slurm}
 CONF=/etc/slurm/slurm.conf
+DBD_CONF=/etc/slurm/slurmdbd.conf
+DB_PORT=${DC2FLOW_SLURM_DB_PORT:-33061}            # MariaDB for slurmdbd, on 127.0.0.1 only
+DBD_PORT=6819
 MARKER="# Written by dc2flow scripts/slurm-cluster.sh"
 NODE=$(hostname -s)
 START_TIMEOUT=${DC2FLOW_SLURM_START_TIMEOUT:-60}  # seconds to wait for the node to be idle
-DAEMONS=(munged slurmctld slurmd)                  # start order; stop goes in reverse
+DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)  # start order; stop goes in reverse
 
 say() { echo "slurm-cluster: $*"; }
 die() { echo "slurm-cluster: error: $*" >&2; exit 1; }
@@ -57,13 +62,13 @@ munge_works() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
 
 install_packages() {
     local missing=()
-    for tool in slurmctld slurmd sinfo munged; do
+    for tool in slurmctld slurmd sinfo munged slurmdbd sacct mariadbd mariadb-install-db; do
         command -v "$tool" >/dev/null || missing+=("$tool")
     done
     ((${#missing[@]} == 0)) && return 0
     [[ $(id -u) == 0 ]] || die "Slurm is not installed (${missing[*]} missing) and installing needs root"
     command -v apt-get >/dev/null || die "Slurm is not installed (${missing[*]} missing) and apt-get is unavailable"
-    say "installing slurmctld slurmd slurm-client munge (Debian)"
+    say "installing slurmctld slurmd slurm-client munge slurmdbd mariadb-server (Debian)"
     # Without systemd the packages' postinst must not try to start the services: a
     # policy-rc.d that says 101 ("action forbidden") stops that; Debian's docker images ship one.
     local policy=/usr/sbin/policy-rc.d made_policy=0
@@ -71,7 +76,7 @@ install_packages() {
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
     fi
     local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -qq -o Dpkg::Use-Pty=0)
-    local pkgs=(slurmctld slurmd slurm-client munge)
+    local pkgs=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
     local status=0
     "${apt[@]}" install -y --no-install-recommends "${pkgs[@]}" >"$RUN_DIR/log/apt.log" 2>&1 || {
         # a fresh machine has no package lists yet
@@ -133,9 +138,10 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # A job without --mem gets this per CPU instead of the whole node.
 DefMemPerCPU=1000
-# No slurmdbd: sacct does not work; Snakemake's executor polls squeue instead, which keeps a
-# finished job for MinJobAge seconds (the executor wants >= 3 x its first status-check wait).
-AccountingStorageType=accounting_storage/none
+# Job accounting through slurmdbd (sacct); squeue also keeps a finished job for MinJobAge seconds.
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort=$DBD_PORT
 # Memory is enforced without cgroups: poll every task's RSS each second, kill a job over its --mem
 # (it ends FAILED, signal 9), so an under-estimated render is retried with more (tests/test_slurm_faults.py).
 JobAcctGatherType=jobacct_gather/linux
@@ -158,6 +164,24 @@ NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE CPUs=$cpus RealMemory=$mem 
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
     mv "$CONF.tmp" "$CONF"
+    rm -f "$DBD_CONF"
+    (umask 077 && cat >"$DBD_CONF.tmp" <<EOF
+$MARKER: slurmdbd on 127.0.0.1, its MariaDB in $RUN_DIR/mysql.
+AuthType=auth/munge
+DbdAddr=127.0.0.1
+DbdHost=$NODE
+DbdPort=$DBD_PORT
+SlurmUser=root
+LogFile=$RUN_DIR/log/slurmdbd.log
+PidFile=$RUN_DIR/run/slurmdbd.pid
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=$DB_PORT
+StorageUser=root
+StorageLoc=slurm_acct_db
+EOF
+    )
+    mv "$DBD_CONF.tmp" "$DBD_CONF"  # mode 600: slurmdbd refuses a config others can read
 }
 
 # Start daemon $1 (a command line in the rest) in the background, recording its PID.
@@ -192,9 +216,43 @@ start_munged() {
     die "munged did not start"
 }
 
+# MariaDB for slurmdbd: a private datadir, listening on 127.0.0.1:$DB_PORT and a socket in the
+# run dir; root has no password and is reachable only from this machine.
+start_mariadb() {
+    live_pid mariadbd >/dev/null && return 0
+    if [[ ! -d $RUN_DIR/mysql/mysql ]]; then
+        mariadb-install-db --no-defaults --user=root --datadir="$RUN_DIR/mysql" \
+            --auth-root-authentication-method=normal --skip-test-db >"$RUN_DIR/log/mariadb-install.log" 2>&1 ||
+            { tail -n 20 "$RUN_DIR/log/mariadb-install.log" >&2; die "mariadb-install-db failed"; }
+    fi
+    spawn mariadbd mariadbd --no-defaults --user=root --datadir="$RUN_DIR/mysql" \
+        --socket="$RUN_DIR/run/mysqld.sock" --pid-file="$RUN_DIR/run/mysqld.pid" --bind-address=127.0.0.1 \
+        --port="$DB_PORT" --skip-name-resolve --log-error="$RUN_DIR/log/mariadb.err" --innodb-buffer-pool-size=32M
+    for _ in $(seq 100); do
+        mariadb --no-defaults --socket="$RUN_DIR/run/mysqld.sock" -uroot -e "select 1" >/dev/null 2>&1 && return 0
+        live_pid mariadbd >/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$RUN_DIR/log/mariadb.err" >&2 2>/dev/null || true
+    die "mariadbd did not start"
+}
+
+start_slurmdbd() {
+    live_pid slurmdbd >/dev/null || spawn slurmdbd slurmdbd -D
+    for _ in $(seq 100); do
+        sacctmgr -n list cluster >/dev/null 2>&1 && break
+        live_pid slurmdbd >/dev/null || { show_logs; die "slurmdbd exited during start-up"; }
+        sleep 0.1
+    done
+    sacctmgr -n list cluster >/dev/null 2>&1 || { show_logs; die "slurmdbd does not answer"; }
+    # slurmctld registers with the cluster's record: create it once
+    [[ -n $(sacctmgr -n -P list cluster dc2flow format=cluster 2>/dev/null) ]] ||
+        sacctmgr -i add cluster dc2flow >/dev/null
+}
+
 show_logs() {
     local f
-    for f in "$RUN_DIR"/log/{slurmctld.log,slurmd.log,slurmctld.out,slurmd.out}; do
+    for f in "$RUN_DIR"/log/{slurmctld.log,slurmd.log,slurmdbd.log,mariadb.err,slurmctld.out,slurmd.out,slurmdbd.out}; do
         [[ -s $f ]] && { echo "--- tail of $f" >&2; tail -n 15 "$f" >&2; }
     done
     return 0
@@ -206,15 +264,18 @@ cmd_start() {
     flock -w 120 9 || die "another start or stop holds $RUN_DIR/lock"
     install_packages
     local running=0
-    live_pid slurmctld >/dev/null && live_pid slurmd >/dev/null && munge_works && running=1
+    live_pid slurmctld >/dev/null && live_pid slurmd >/dev/null && live_pid slurmdbd >/dev/null && munge_works &&
+        running=1
     if ((running)) && node_ready; then
         say "already running (node $NODE, run dir $RUN_DIR)"
         return 0
     fi
-    if ! live_pid slurmctld >/dev/null && ! live_pid slurmd >/dev/null; then
+    if ! live_pid slurmctld >/dev/null && ! live_pid slurmd >/dev/null && ! live_pid slurmdbd >/dev/null; then
         write_config  # only while no daemon of ours reads it
     fi
     start_munged
+    start_mariadb
+    start_slurmdbd
     live_pid slurmctld >/dev/null || spawn slurmctld slurmctld -D
     if ! live_pid slurmd >/dev/null; then
         SLURMD_SPAWNED=$(date +%s)

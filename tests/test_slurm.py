@@ -77,12 +77,14 @@ def test_bundles_run_as_one_slurm_job_each(slurm_cluster, tiny_catalog, tmp_path
     assert set(groups) == set(members) and all(len(jobs) == 1 for jobs in groups.values()), by_kind
     assert len(members) >= 3                                   # 6 sensors, at most 2 per node
 
-    # each bundle's Slurm job asked for its members' cores and planned memory
+    # each bundle is one job in Slurm's accounting (sacct), which asked for its members' cores and
+    # the planned memory, and ran them all
     ids = {bundle: jobs[0][0] for bundle, jobs in groups.items()}
-    states = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i %T %C %m", "--jobs",
-                             ",".join(ids.values())], capture_output=True, text=True, timeout=30)
-    assert states.returncode == 0, states.stderr
-    got = {line.split()[0]: line.split()[1:] for line in states.stdout.splitlines()}
+    acct = subprocess.run(["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,State,AllocCPUS,ReqMem",
+                           "--jobs", ",".join(ids.values())], capture_output=True, text=True, timeout=30)
+    assert acct.returncode == 0, acct.stderr
+    got = {line.split("|")[0]: line.split("|")[1:] for line in acct.stdout.splitlines()}
+    assert set(got) == set(ids.values()), acct.stdout
     for bundle, slurm_id in ids.items():
         state, cpus, mem = got[slurm_id]
         planned = sum(requests[m].mem_mb for m in members[bundle])

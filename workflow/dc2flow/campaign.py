@@ -11,6 +11,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+from .bundle import read_plan
 from .camera import get_sensor
 from .catalog import read_header
 from .config import resolve_catalogs
@@ -76,13 +77,6 @@ class RenderRequest:
     bundle_mem_mb: int = 0
 
 
-def _read_csv(path: str) -> list[dict]:
-    import csv
-
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def render_requests(plan_csv: str, estimates_dir: str, visit_overhead_gb: float) -> dict[tuple[int, str], RenderRequest]:
     """(visit, det_name) -> :class:`RenderRequest` for every sensor of a bundle plan.
 
@@ -104,8 +98,7 @@ def _render_requests(plan_csv: str, _mtime_ns: int, estimates_dir: str,
     estimates: dict[int, dict[str, dict]] = {}
     out = {}
     first_of_visit: set[tuple[str, int]] = set()
-    for row in _read_csv(plan_csv):
-        visit, sensor, bundle = int(row["visit"]), row["sensor"], row["bundle"]
+    for bundle, visit, sensor in read_plan(plan_csv):
         if visit not in estimates:
             path = os.path.join(estimates_dir, f"{visit_dir(visit)}.tsv")
             estimates[visit] = {r["sensor"]: r for r in read_estimates(path)}
@@ -133,8 +126,8 @@ def bundle_members(plan_csv: str) -> dict[str, list[tuple[int, str]]]:
 @functools.lru_cache(maxsize=4)
 def _bundle_members(plan_csv: str, _mtime_ns: int) -> dict[str, list[tuple[int, str]]]:
     out: dict[str, list[tuple[int, str]]] = {}
-    for row in _read_csv(plan_csv):
-        out.setdefault(row["bundle"], []).append((int(row["visit"]), row["sensor"]))
+    for bundle, visit, det_name in read_plan(plan_csv):
+        out.setdefault(bundle, []).append((visit, det_name))
     return out
 
 
