@@ -627,7 +627,7 @@ def mosaic_canvas(images: Sequence[str | os.PathLike], bin_factor: int) -> tuple
 
 
 def mosaic(images: Sequence[str | os.PathLike], out_png: str | os.PathLike, bin_factor: int = 16,
-           stretch: str = "asinh") -> dict:
+           stretch: str = "zscale") -> dict:
     """A focal-plane mosaic of one visit's eimages: every sensor in its place, one shared stretch.
 
     Layout: the focal plane seen from the sky side with +x to the right and +y up (as
@@ -636,7 +636,8 @@ def mosaic(images: Sequence[str | os.PathLike], out_png: str | os.PathLike, bin_
     ``(x_mm - nx * 0.005, y_mm - ny * 0.005)`` (the sensor's centre minus half its size; every
     sensor's pixel axes are parallel to the focal plane's, so there is no rotation), rounded to a
     whole mosaic pixel.  Sensors not given are left black.  All 189 sensor outlines (grey) and the
-    21 raft outlines (yellow) are drawn, with slot names (``S11``) and raft names (``R22``); the
+    21 raft outlines (yellow) are drawn, with slot names (``S11``, lower left) and raft names (``R22``, upper
+    left); the
     empty top-left corner holds the visit, band, stretch and North/East arrows from the first
     image's WCS.  Size: :func:`mosaic_size`.
 
@@ -644,7 +645,7 @@ def mosaic(images: Sequence[str | os.PathLike], out_png: str | os.PathLike, bin_
         images:      eimages of one visit (any subset of sensors).
         out_png:     the PNG (RGB, no time stamp: the same inputs give the same bytes).
         bin_factor:  binning factor. [default: 16]
-        stretch:     one of :data:`dc2flow.display.STRETCHES`, shared by all sensors. [default: asinh]
+        stretch:     one of :data:`dc2flow.display.STRETCHES`, shared by all sensors. [default: zscale]
 
     Returns:
         a summary: size, sensors placed, stretch limits.
@@ -676,8 +677,9 @@ def mosaic(images: Sequence[str | os.PathLike], out_png: str | os.PathLike, bin_
     for s in camera.SENSORS:
         hx, hy = s.nx * camera.PIXEL_SIZE_MM / 2, s.ny * camera.PIXEL_SIZE_MM / 2
         draw.rectangle(box(s.x_mm - hx, s.y_mm - hy, s.x_mm + hx, s.y_mm + hy), outline=(110, 110, 110))
-        c, r = focal_plane_to_mosaic(s.x_mm, s.y_mm, bin_factor)
-        draw.text((float(c), float(r)), s.det_name[4:], fill=(80, 200, 255), font=small, anchor="mm")
+        c, r = focal_plane_to_mosaic(s.x_mm - hx, s.y_mm - hy, bin_factor)     # lower-left corner
+        draw.text((float(c) + sensor_px / 25, float(r) - sensor_px / 25), s.det_name[4:], fill=(80, 200, 255),
+                  font=small, anchor="ld")
         rafts.setdefault(s.raft, []).append(s)
     for raft, members in rafts.items():
         xa = min(s.x_mm - s.nx * camera.PIXEL_SIZE_MM / 2 for s in members)
@@ -724,7 +726,7 @@ def _png_bytes(img) -> bytes:
     return buf.getvalue()
 
 
-def cutout(image: str | os.PathLike, out_png: str | os.PathLike, bin_factor: int = 4, stretch: str = "asinh",
+def cutout(image: str | os.PathLike, out_png: str | os.PathLike, bin_factor: int = 4, stretch: str = "zscale",
            box: tuple[int, int, int, int] | None = None) -> tuple[int, int]:
     """A PNG of one sensor (or part of it), binned and stretched like the mosaic, north as in DS9.
 
@@ -732,7 +734,7 @@ def cutout(image: str | os.PathLike, out_png: str | os.PathLike, bin_factor: int
         image:       an eimage.
         out_png:     the PNG (grey, no time stamp).
         bin_factor:  binning factor. [default: 4]
-        stretch:     one of :data:`dc2flow.display.STRETCHES`. [default: asinh]
+        stretch:     one of :data:`dc2flow.display.STRETCHES`. [default: zscale]
         box:         ``(xmin, xmax, ymin, ymax)``, 1-based inclusive pixels; None: the whole image.
 
     Returns:

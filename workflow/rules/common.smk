@@ -16,7 +16,8 @@ VISITS = campaign.visits(config["catalogs"])  # visit -> VisitEntry (headers onl
 SENSORS = selected_sensors(config)
 OPTIONS = options_json(physics_options(config))  # what changes pixels; rerun when it changes
 PARTITION_OPTIONS = options_json({k: config[k] for k in ("scene", "partition")})  # what partitions depend on
-VALIDATION_OPTIONS = options_json(config["validation"])  # reruns validation jobs only, never a render
+PICTURE_KEYS = ("strict", "mosaic_bin", "cutout_bin", "stretch")  # used by other rules than validate_sensor
+VALIDATION_OPTIONS = options_json({k: v for k, v in config["validation"].items() if k not in PICTURE_KEYS})
 
 
 wildcard_constraints:
