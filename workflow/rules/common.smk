@@ -139,6 +139,12 @@ def bundle_images(wildcards):
     return [image_path(visit, det_name) for visit, det_name in members[wildcards.bundle]]
 
 
+def bundle_records(wildcards):
+    """The validation records of a bundle's sensors: validated in the bundle's job, before its join."""
+    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
+    return [f"{OUT}/validation/{campaign.visit_dir(v)}/{d}.json" for v, d in members[wildcards.bundle]]
+
+
 def all_bundles(wildcards):
     members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
     return [f"{OUT}/bundles/done/{bundle}.tsv" for bundle in members]

@@ -14,10 +14,12 @@ rule validate_sensor:
     benchmark:
         f"{OUT}/benchmarks/validation/{{visit}}/{{det_name}}.tsv"
     group:
-        bundle_of_render  # runs in the bundle's Slurm job, after its render
+        bundle_of_render  # runs in the bundle's Slurm job, after its render, before finish_bundle
     resources:
-        mem_mb=512,  # ~250 MB measured on a 4k x 4k sensor
-        runtime=5,
+        # ~250 MB measured on a 4k x 4k sensor; under the smallest render request (~400 MB), so the
+        # bundle's job (as wide as its widest layer: renders, then validations) asks for no more.
+        mem_mb=384,
+        runtime=1,
     params:
         options=VALIDATION_OPTIONS,
     shell:
