@@ -20,6 +20,8 @@ from dc2flow.synthetic import make_catalog
 from dc2flow.validation import (RECORD_KEYS, STAR_COLUMNS, Thresholds, cutout, mosaic, mosaic_canvas, mosaic_size,
                                 summarize_visit, validate_sensor)
 
+pytestmark = pytest.mark.slow   # renders two full sensors (~3 s)
+
 DET, MARKED = "R22_S11", "R22_S12"
 RA0, DEC0, ROT = 60.0, -35.0, 37.0
 MARKER_XY = (1000.0, 3000.0)            # 1-based pixel of the marker star on MARKED
@@ -121,6 +123,8 @@ def test_summary_table_figure_and_strict(scene, tmp_path):
     rows = [line.split("\t") for line in table.read_text().splitlines()]
     assert rows[1][:5] == ["77", DET, "r", "flagged", "astrometry"] and rows[2][3] == "ok"
     assert Image.open(plot).size[0] > 500
+    summarize_visit(records, tmp_path / "again.tsv", tmp_path / "again.png")
+    assert (tmp_path / "again.png").read_bytes() == plot.read_bytes()     # no time stamps
     with pytest.raises(ValidationError, match=r"summary2.tsv: visit 77: 1 sensor\(s\) failed validation "
                                               r"\(R22_S11: astrometry\).*validation.strict: false"):
         summarize_visit(records, tmp_path / "summary2.tsv", strict=True)

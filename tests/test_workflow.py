@@ -57,6 +57,7 @@ def test_full_run_makes_valid_fits(run):
     assert not list(run.rglob(".*.tmp-*"))
 
 
+@pytest.mark.slow
 def test_validation_records_figures_and_mosaic(run):
     val = run / "out" / "validation" / "00001001"
     for det in R22:
@@ -71,6 +72,7 @@ def test_validation_records_figures_and_mosaic(run):
     assert Image.open(val / "summary.png").format == Image.open(run / "out" / "validation" / "resources.png").format == "PNG"
 
 
+@pytest.mark.slow
 def test_report_holds_mosaic_figures_and_captions(run, tiny_catalog):
     report = run / "report.zip"
     snakemake(run, "--report", str(report), *config_args([tiny_catalog], R22))
@@ -84,12 +86,14 @@ def test_report_holds_mosaic_figures_and_captions(run, tiny_catalog):
         assert caption in html
 
 
+@pytest.mark.slow
 def test_lint_is_clean_but_for_software_environments(run, tiny_catalog):
     proc = snakemake(run, "--lint", *config_args([tiny_catalog], R22), check=False)
     lints = re.findall(r"^    \* (.+?):?$", proc.stdout + proc.stderr, re.M)
     assert lints and set(lints) == {"Specify a conda environment or container for each rule."}, lints
 
 
+@pytest.mark.slow
 def test_validation_config_reruns_only_validation_and_strict_fails(run, tiny_catalog, tmp_path):
     work = tmp_path / "copy"
     shutil.copytree(run, work, symlinks=True)
