@@ -134,6 +134,12 @@ def render_runtime_min(wildcards, attempt):
     return int(min(math.ceil(minutes), BUNDLE["time_limit_s"] / 60))
 
 
+def validate_mem_mb(wildcards, attempt):
+    """~250 MB measured, but never more than the sensor's render asks: a bundle's job is as wide as
+    its widest layer (renders, then validations), so validations never raise its request."""
+    return min(384, render_mem_mb(wildcards, attempt))
+
+
 def bundle_images(wildcards):
     members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
     return [image_path(visit, det_name) for visit, det_name in members[wildcards.bundle]]

@@ -3,6 +3,11 @@
 # Pictures and figures go into `snakemake --report` (captions in workflow/report/).
 
 
+localrules:
+    summarize_visit,  # reads a few JSON records: not worth a Slurm job
+    plot_resources,  # reads small tables: not worth a Slurm job
+
+
 rule validate_sensor:
     input:
         unpack(sensor_outputs),
@@ -16,9 +21,7 @@ rule validate_sensor:
     group:
         bundle_of_render  # runs in the bundle's Slurm job, after its render, before finish_bundle
     resources:
-        # ~250 MB measured on a 4k x 4k sensor; under the smallest render request (~400 MB), so the
-        # bundle's job (as wide as its widest layer: renders, then validations) asks for no more.
-        mem_mb=384,
+        mem_mb=validate_mem_mb,  # at most its render's request: the bundle's job asks no more
         runtime=1,
     params:
         options=VALIDATION_OPTIONS,
