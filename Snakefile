@@ -1,6 +1,8 @@
 # dc2flow: instance catalogs x LSSTCam sensors -> GalSim eimages.
 # Stages (one rule file each, data flows one way):
 #   catalog -> partition -> estimate -> bundle (checkpoint) -> render (one group job per bundle)
+#   -> validation (per sensor in the render's group; per visit a table, figure and mosaic)
+# Report: snakemake --report report.zip (mosaics, validation figures, bundles and resources)
 # Usage: snakemake --cores 2 --config catalogs='[my/instcat.txt]' sensors='[R22_S11]' outdir=out
 import os
 
@@ -11,6 +13,10 @@ min_version("9.0")
 
 # Defaults beside this Snakefile, so the workflow runs from any working directory (-d).
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+# The front page of `snakemake --report` (captions of each figure are in workflow/report/).
+report: "workflow/report/workflow.rst"
 
 
 # The runtime image (containers/), when render.container_image names one: every job runs in it
@@ -24,6 +30,7 @@ include: "workflow/rules/partition.smk"
 include: "workflow/rules/estimate.smk"
 include: "workflow/rules/bundle.smk"
 include: "workflow/rules/render.smk"
+include: "workflow/rules/validation.smk"
 
 
 rule all:
@@ -31,3 +38,4 @@ rule all:
     input:
         all_images(),
         all_bundles,
+        all_validation(),

@@ -3,7 +3,7 @@ import pickle
 import pytest
 
 from dc2flow.errors import (BundlingError, CameraError, CatalogError, ConfigError, Dc2flowError,
-                            RenderError, allowed_list)
+                            RenderError, ValidationError, allowed_list)
 
 CASES = [
     (ConfigError("render.noise", "yes", "not a boolean", [True, False]),
@@ -17,6 +17,10 @@ CASES = [
     (RenderError("p.parquet", "cannot read", "rerun the step"), "p.parquet: cannot read; rerun the step.", Exception),
     (BundlingError("visit 1 R22_S11 needs 300 GB", "raise the node memory"),
      "visit 1 R22_S11 needs 300 GB; raise the node memory.", Exception),
+    (ValidationError(77, {"R22_S12": ["sky"], "R22_S11": ["astrometry", "psf"]}, "validation/00000077/summary.tsv"),
+     "validation/00000077/summary.tsv: visit 77: 2 sensor(s) failed validation (R22_S11: astrometry, psf; "
+     "R22_S12: sky); see the per-sensor records beside it for the figures and fix the cause, or set "
+     "validation.strict: false to record the flags without failing.", Exception),
 ]
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
+import zipfile
 import sys
 from pathlib import Path
 
@@ -49,10 +51,63 @@ def test_full_run_makes_valid_fits(run):
             assert hdul[0].header["OBSID"] == 1001 and hdul[0].header["CATSHA0"]
             assert hdul[0].header["NOBJECTS"] > 0
         assert path.with_name(path.name.replace("eimage_", "centroid_").replace(".fits", ".txt.gz")).exists()
-    for stage in ("catalog", "partition", "render"):
+    for stage in ("catalog", "partition", "render", "validation"):
         assert list((run / "out" / "benchmarks" / stage).rglob("*.tsv")), stage
         assert list((run / "out" / "logs" / stage).rglob("*.log")), stage
     assert not list(run.rglob(".*.tmp-*"))
+
+
+@pytest.mark.slow
+def test_validation_records_figures_and_mosaic(run):
+    val = run / "out" / "validation" / "00001001"
+    for det in R22:
+        rec = json.loads((val / f"{det}.json").read_text())
+        assert (rec["visit"], rec["det_name"], rec["band"]) == (1001, det, "r") and rec["status"] in ("ok", "flagged")
+        assert rec["sky_e_per_px"] == pytest.approx(rec["sky_model_e_per_px"], rel=0.01)
+    rows = (val / "summary.tsv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("visit\tdet_name\tband\tstatus\tflags")
+    from PIL import Image
+
+    assert Image.open(val / "mosaic.png").size == (3960, 3954)
+    assert Image.open(val / "summary.png").format == Image.open(run / "out" / "validation" / "resources.png").format == "PNG"
+
+
+@pytest.mark.slow
+def test_report_holds_mosaic_figures_and_captions(run, tiny_catalog):
+    report = run / "report.zip"
+    snakemake(run, "--report", str(report), *config_args([tiny_catalog], R22))
+    with zipfile.ZipFile(report) as zf:
+        assert zf.testzip() is None
+        names = zf.namelist()
+        html = zf.read(next(n for n in names if n.endswith("report.html"))).decode()
+    for figure in ("mosaic.png", "summary.png", "resources.png"):
+        assert any(n.endswith("/" + figure) for n in names), (figure, names)
+    for caption in ("Focal-plane mosaic of visit 00001001", "Validation of visit 00001001", "Resources of the campaign"):
+        assert caption in html
+
+
+@pytest.mark.slow
+def test_lint_is_clean_but_for_software_environments(run, tiny_catalog):
+    proc = snakemake(run, "--lint", *config_args([tiny_catalog], R22), check=False)
+    lints = re.findall(r"^    \* (.+?):?$", proc.stdout + proc.stderr, re.M)
+    assert lints and set(lints) == {"Specify a conda environment or container for each rule."}, lints
+
+
+@pytest.mark.slow
+def test_validation_config_reruns_only_validation_and_strict_fails(run, tiny_catalog, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(run, work, symlinks=True)
+    (tmp_path / "strict.yaml").write_text("validation: {strict: true, sky_rtol: 0.00001}\n")
+    args = ["--configfile", str(tmp_path / "strict.yaml"), *config_args([tiny_catalog], R22)]
+    proc = snakemake(work, "-n", "--cores", "2", *args)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert counts.get("validate_sensor") == "2" and counts.get("summarize_visit") == "1", proc.stdout
+    assert "render_sensor" not in counts and "mosaic_visit" not in counts
+    proc = snakemake(work, "--cores", "2", *args, check=False)
+    assert proc.returncode != 0
+    log = (work / "out" / "logs" / "validation" / "00001001" / "summary.log").read_text()
+    assert "dc2flow validate-visit: error:" in log and "R22_S11: sky" in log and "R22_S12: sky" in log
+    assert json.loads((work / "out" / "validation" / "00001001" / "R22_S11.json").read_text())["flags"] == ["sky"]
 
 
 def test_second_run_has_nothing_to_do(run, tiny_catalog):

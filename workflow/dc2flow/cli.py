@@ -108,6 +108,56 @@ def _cmd_manifest(args) -> None:
     write_manifest(args.images, args.out)
 
 
+VALIDATION_HELP = ("the config section 'validation' as JSON text or @FILE (YAML/JSON); missing keys take the "
+                   "defaults of config/config.yaml")
+
+
+def _validation_defaults() -> dict:
+    from .config import load
+
+    return load()["validation"]
+
+
+def _cmd_validate(args) -> None:
+    from .config import section_options
+    from .validation import Thresholds, validate_sensor
+
+    validate_sensor(args.image, args.truth, args.out, Thresholds.from_config(section_options(args.options, "validation")),
+                    stars_out=args.stars)
+
+
+def _cmd_validate_visit(args) -> None:
+    from .validation import summarize_visit
+
+    strict = _validation_defaults()["strict"] if args.strict is None else args.strict
+    summarize_visit(args.records, args.out, args.plot, strict=strict)
+
+
+def _cmd_mosaic(args) -> None:
+    from .validation import mosaic
+
+    defaults = _validation_defaults()
+    mosaic(args.images, args.out, args.bin or defaults["mosaic_bin"], args.stretch or defaults["stretch"])
+
+
+def _cmd_cutout(args) -> None:
+    from .validation import cutout
+
+    defaults = _validation_defaults()
+    box = tuple(int(v) for v in args.box.split(",")) if args.box else None
+    if box is not None and len(box) != 4:
+        from .errors import ConfigError
+
+        raise ConfigError("--box", args.box, "needs four integers", "XMIN,XMAX,YMIN,YMAX (1-based, inclusive)")
+    cutout(args.image, args.out, args.bin or defaults["cutout_bin"], args.stretch or defaults["stretch"], box)
+
+
+def _cmd_plot_resources(args) -> None:
+    from .validation import plot_resources
+
+    plot_resources(args.campaign, args.estimates, args.benchmarks or [], args.out)
+
+
 def _cmd_make_catalog(args) -> None:
     from .synthetic import make_catalog
 
@@ -218,6 +268,61 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("images", nargs="+")
     s.add_argument("--out", required=True)
     s.set_defaults(func=_cmd_manifest)
+
+    s = sub.add_parser("validate", help="check one rendered sensor against its truth table (JSON record)",
+                       description="Detects sources (sep), matches the truth table's stars placed by the image's "
+                                   "own WCS, and measures astrometric and photometric residuals, the PSF FWHM "
+                                   "(adaptive moments) and the sky against the model in the header. Writes a JSON "
+                                   "record (keys visit, det_name, band, status ok|flagged, flags, skipped, n_truth, "
+                                   "n_detected, n_matched, n_bright, astrometry_median_px/_arcsec, photometry_slope, "
+                                   "photometry_median_dmag, psf_fwhm_arcsec, psf_fwhm_model_arcsec, sky_e_per_px, "
+                                   "sky_model_e_per_px, thresholds). A flagged sensor is a WARNING, not an error.")
+    s.add_argument("image", help="the eimage (FITS, from 'render')")
+    s.add_argument("truth", help="its truth table (centroid_...txt.gz, from 'render')")
+    s.add_argument("--out", required=True, help="output record (JSON)")
+    s.add_argument("--stars", help="also write the matched stars (TSV: id, x_true, y_true, x, y, dx_px, dy_px, "
+                                   "mag_true, dmag, fwhm_arcsec, bright)")
+    s.add_argument("--options", help=VALIDATION_HELP)
+    s.set_defaults(func=_cmd_validate)
+
+    s = sub.add_parser("validate-visit", help="gather a visit's validation records into a table and a figure",
+                       description="Reads per-sensor records (and the matched-star TSVs beside them) and writes a "
+                                   "TSV with one row per sensor and a PNG: residuals against magnitude, PSF FWHM "
+                                   "and sky vs model per sensor. With --strict a flagged sensor is an error.")
+    s.add_argument("records", nargs="+", help="per-sensor records (JSON, from 'validate')")
+    s.add_argument("--out", required=True, help="output table (TSV)")
+    s.add_argument("--plot", help="output figure (PNG)")
+    s.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
+                   help="fail when a sensor is flagged (default: validation.strict of config/config.yaml)")
+    s.set_defaults(func=_cmd_validate_visit)
+
+    s = sub.add_parser("mosaic", help="draw a visit's sensors on the focal plane (PNG)",
+                       description="Bins each eimage, places it at its sensor's focal-plane position, applies one "
+                                   "stretch to all and draws raft and sensor outlines and names. Size: "
+                                   "ceil(633.5 mm / (0.01 mm x BIN)) pixels a side (3960 at BIN 16).")
+    s.add_argument("images", nargs="+", help="eimages of one visit (FITS)")
+    s.add_argument("--out", required=True, help="output PNG")
+    s.add_argument("--bin", type=int, help="binning factor (default: validation.mosaic_bin)")
+    s.add_argument("--stretch", help="zscale, linear or asinh (default: validation.stretch)")
+    s.set_defaults(func=_cmd_mosaic)
+
+    s = sub.add_parser("cutout", help="a PNG of one sensor (or a box of it), binned and stretched",
+                       description="Writes a grey PNG, north-up as DS9 shows FITS (row 1 at the bottom).")
+    s.add_argument("image", help="an eimage (FITS)")
+    s.add_argument("--out", required=True, help="output PNG")
+    s.add_argument("--bin", type=int, help="binning factor (default: validation.cutout_bin)")
+    s.add_argument("--stretch", help="zscale, linear or asinh (default: validation.stretch)")
+    s.add_argument("--box", help="XMIN,XMAX,YMIN,YMAX: 1-based inclusive pixels (default: the whole image)")
+    s.set_defaults(func=_cmd_cutout)
+
+    s = sub.add_parser("plot-resources", help="plot the bundle plan and measured vs estimated render resources",
+                       description="Joins render benchmark records (Snakemake benchmark: TSVs with s and max_rss) "
+                                   "with the estimates tables and prints the bundle summary beside them (PNG).")
+    s.add_argument("--campaign", required=True, help="the bundle summary (bundles/campaign.json)")
+    s.add_argument("--estimates", nargs="+", required=True, help="estimates tables (estimates/{visit}.tsv)")
+    s.add_argument("--benchmarks", nargs="*", help="render benchmark records; missing files are skipped")
+    s.add_argument("--out", required=True, help="output PNG")
+    s.set_defaults(func=_cmd_plot_resources)
 
     s = sub.add_parser("make-catalog", help="write a synthetic DC2-format instance catalog",
                        description="Writes phosim_cat_{visit}.txt and its includeobj .gz sub-catalogs.")

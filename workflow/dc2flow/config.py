@@ -131,6 +131,26 @@ def parse_options(text: str | None) -> dict:
     return physics_options(validate(merge(defaults, given)))
 
 
+def section_options(text: str | None, section: str) -> dict:
+    """One config section (e.g. ``validation``) from JSON text or ``@file`` of that section's keys,
+    merged over the defaults and validated; None gives the defaults.
+
+    These sections never change pixels: they are not physics options.
+    """
+    if not text:
+        return load()[section]
+    if text.startswith("@"):
+        given = read_yaml(text[1:])
+    else:
+        try:
+            given = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError("--options", text[:60], f"not valid JSON: {exc.msg}") from None
+    if not isinstance(given, dict):
+        raise ConfigError("--options", given, f"must be a mapping of {section} keys")
+    return load(overrides={section: given})[section]
+
+
 def options_json(options: dict) -> str:
     """Canonical JSON of physics options (sorted keys, no spaces)."""
     return json.dumps(options, sort_keys=True, separators=(",", ":"))

@@ -11,6 +11,7 @@ class                  raise it when
 ``CameraError``        an unknown sensor name or detector number is asked for
 ``RenderError``        a sensor cannot be rendered from valid inputs (e.g. a stage file is corrupt)
 ``BundlingError``      a sensor cannot be packed (e.g. it needs more than a node)
+``ValidationError``    strict validation: rendered sensors fail their checks (``visit``, ``flagged``)
 ``Dc2flowWarning``     recoverable trouble, e.g. objects skipped or a header key defaulted
 =====================  ==========================================================================
 
@@ -126,6 +127,26 @@ class BundlingError(Dc2flowError):
 
     def __reduce__(self):
         return (self.__class__, (self.reason, self.fix))
+
+
+class ValidationError(Dc2flowError):
+    """Rendered sensors failed validation and the run was asked to be strict.
+
+    Parameters:
+        visit:    the visit.
+        flagged:  det_name -> the names of its failed checks (e.g. ``["astrometry", "psf"]``).
+        where:    the summary table (or record) that lists the figures.
+    """
+
+    def __init__(self, visit: int, flagged: dict, where: str):
+        self.visit, self.flagged, self.where = int(visit), {k: list(v) for k, v in flagged.items()}, str(where)
+        names = "; ".join(f"{det}: {', '.join(checks)}" for det, checks in sorted(self.flagged.items()))
+        super().__init__(f"{self.where}: visit {self.visit}: {len(self.flagged)} sensor(s) failed validation "
+                         f"({names}); see the per-sensor records beside it for the figures and fix the cause, "
+                         f"or set validation.strict: false to record the flags without failing.")
+
+    def __reduce__(self):
+        return (self.__class__, (self.visit, self.flagged, self.where))
 
 
 class Dc2flowWarning(UserWarning):

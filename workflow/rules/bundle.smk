@@ -1,7 +1,8 @@
 # Stage 4: pack every sensor job into node-sized bundles (one Slurm group job each).
 # The checkpoint writes the plan; render jobs read their bundle (group) and resources from it,
-# and one finish_bundle job per bundle joins its renders, so Snakemake submits each bundle as
-# one group job. Before the plan exists (a dry run), renders are listed ungrouped.
+# and one finish_bundle job per bundle joins its renders (and their validations, which run in the
+# same group), so Snakemake submits each bundle as one group job. Before the plan exists (a dry
+# run), renders are listed ungrouped.
 
 
 localrules:
@@ -27,7 +28,8 @@ checkpoint bundle_campaign:
 
 rule finish_bundle:
     input:
-        bundle_images,
+        images=bundle_images,
+        records=bundle_records,  # after the validations: they are one layer, this join the next
     output:
         f"{OUT}/bundles/done/{{bundle}}.tsv",
     log:
@@ -40,4 +42,4 @@ rule finish_bundle:
         mem_mb=256,
         runtime=1,
     shell:
-        "dc2flow manifest {input:q} --out {output:q} > {log:q} 2>&1"
+        "dc2flow manifest {input.images:q} --out {output:q} > {log:q} 2>&1"

@@ -6,6 +6,7 @@ import shlex
 from snakemake.exceptions import IncompleteCheckpointException
 
 from dc2flow import campaign
+from dc2flow.camera import get_sensor
 from dc2flow.config import options_json, physics_options, selected_sensors, validate
 
 validate(config)
@@ -15,6 +16,8 @@ VISITS = campaign.visits(config["catalogs"])  # visit -> VisitEntry (headers onl
 SENSORS = selected_sensors(config)
 OPTIONS = options_json(physics_options(config))  # what changes pixels; rerun when it changes
 PARTITION_OPTIONS = options_json({k: config[k] for k in ("scene", "partition")})  # what partitions depend on
+PICTURE_KEYS = ("strict", "mosaic_bin", "cutout_bin", "stretch")  # used by other rules than validate_sensor
+VALIDATION_OPTIONS = options_json({k: v for k, v in config["validation"].items() if k not in PICTURE_KEYS})
 
 
 wildcard_constraints:
@@ -39,6 +42,34 @@ def image_path(visit, det_name):
 
 def all_images():
     return [image_path(v, d) for v in VISITS for d in SENSORS]
+
+
+def sensor_outputs(wildcards):
+    """The image and truth table of one (visit, det_name): the validate_sensor inputs."""
+    visit, det_name = int(wildcards.visit), wildcards.det_name
+    truth = campaign.truth_name(visit, VISITS[visit].band, det_name)
+    return {"image": image_path(visit, det_name), "truth": f"{OUT}/{campaign.visit_dir(visit)}/{truth}"}
+
+
+def visit_images(wildcards):
+    return [image_path(int(wildcards.visit), d) for d in SENSORS]
+
+
+def visit_records(wildcards):
+    return [f"{OUT}/validation/{wildcards.visit}/{d}.json" for d in SENSORS]
+
+
+def render_benchmarks():
+    """Every render job's benchmark record (read when present: made by the jobs, not by a rule)."""
+    return [f"{OUT}/benchmarks/render/{campaign.visit_dir(v)}/{e.band}-{d}-det{get_sensor(d).det_num:03d}.tsv"
+            for v, e in VISITS.items() for d in SENSORS]
+
+
+def all_validation():
+    """Per visit the validation table, figure and mosaic, and the campaign's resource figure."""
+    per_visit = [f"{OUT}/validation/{campaign.visit_dir(v)}/{name}" for v in VISITS
+                 for name in ("summary.tsv", "summary.png", "mosaic.png")]
+    return per_visit + ([f"{OUT}/validation/resources.png"] if VISITS else [])
 
 
 def partition_dir(wildcards):
@@ -116,9 +147,21 @@ def render_runtime_min(wildcards, attempt):
     return int(min(math.ceil(minutes), BUNDLE["time_limit_s"] / 60))
 
 
+def validate_mem_mb(wildcards, attempt):
+    """~250 MB measured, but never more than the sensor's render asks: a bundle's job is as wide as
+    its widest layer (renders, then validations), so validations never raise its request."""
+    return min(384, render_mem_mb(wildcards, attempt))
+
+
 def bundle_images(wildcards):
     members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
     return [image_path(visit, det_name) for visit, det_name in members[wildcards.bundle]]
+
+
+def bundle_records(wildcards):
+    """The validation records of a bundle's sensors: validated in the bundle's job, before its join."""
+    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
+    return [f"{OUT}/validation/{campaign.visit_dir(v)}/{d}.json" for v, d in members[wildcards.bundle]]
 
 
 def all_bundles(wildcards):

@@ -1,0 +1,163 @@
+"""Validation recovers the truth of a rendered sensor, flags a wrong one, and the pictures put
+every sensor in its place."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from PIL import Image
+
+from conftest import pixel_to_sky, run_stages
+from dc2flow import camera
+from dc2flow.errors import ValidationError
+from dc2flow.synthetic import make_catalog
+from dc2flow.validation import (RECORD_KEYS, STAR_COLUMNS, Thresholds, cutout, mosaic, mosaic_canvas, mosaic_size,
+                                summarize_visit, validate_sensor)
+
+pytestmark = pytest.mark.slow   # renders two full sensors (~3 s)
+
+DET, MARKED = "R22_S11", "R22_S12"
+RA0, DEC0, ROT = 60.0, -35.0, 37.0
+MARKER_XY = (1000.0, 3000.0)            # 1-based pixel of the marker star on MARKED
+CONTRACT = ("visit", "det_name", "band", "status", "flags", "n_truth", "n_detected", "n_matched",
+            "astrometry_median_px", "astrometry_median_arcsec", "photometry_slope", "photometry_median_dmag",
+            "psf_fwhm_arcsec", "psf_fwhm_model_arcsec", "sky_e_per_px", "sky_model_e_per_px", "thresholds")
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """DET: a 7 x 7 grid of stars of magnorm 16-21 among field stars and galaxies; MARKED: one
+    magnorm-12 marker star (and little else)."""
+    tmp = tmp_path_factory.mktemp("validation")
+    rng = np.random.default_rng(3)
+    gx, gy = np.meshgrid(np.linspace(300, 3800, 7), np.linspace(300, 3700, 7))
+    x = gx.ravel() + rng.uniform(-50, 50, gx.size)
+    y = gy.ravel() + rng.uniform(-50, 50, gy.size)
+    ra, dec = pixel_to_sky(DET, RA0, DEC0, ROT, x, y)
+    mra, mdec = pixel_to_sky(MARKED, RA0, DEC0, ROT, [MARKER_XY[0]], [MARKER_XY[1]])
+    stars = list(zip(ra, dec, np.linspace(16.0, 21.0, x.size))) + [(mra[0], mdec[0], 12.0)]
+    cat = make_catalog(outdir=tmp / "cat", visit=77, ra_deg=RA0, dec_deg=DEC0, band="r", seed=5, rotskypos_deg=ROT,
+                       radius_deg=0.2, star_density=300.0, galaxy_density=500.0, bright_stars=stars)
+    out = run_stages(tmp / "run", cat, [DET, MARKED])
+    out["tmp"] = tmp
+    out["records"] = {d: tmp / "validation" / f"{d}.json" for d in (DET, MARKED)}
+    for d, path in out["records"].items():
+        validate_sensor(out["images"][d], out["truth"][d], path, stars_out=path.with_suffix(".tsv"))
+    return out
+
+
+def _record(path):
+    return json.loads(path.read_text())
+
+
+def test_validation_recovers_the_truth(scene):
+    rec = _record(scene["records"][DET])
+    assert set(CONTRACT) <= set(rec) and set(RECORD_KEYS) == set(rec)
+    assert (rec["visit"], rec["det_name"], rec["band"]) == (77, DET, "r")
+    assert rec["status"] == "ok" and rec["flags"] == [] and rec["skipped"] == []
+    assert rec["n_bright"] >= 40 and rec["n_matched"] >= rec["n_bright"] and rec["n_detected"] >= rec["n_matched"]
+    assert rec["astrometry_median_px"] < 0.1
+    assert rec["astrometry_median_arcsec"] == pytest.approx(0.2 * rec["astrometry_median_px"], rel=1e-3)
+    assert abs(rec["photometry_slope"]) < 0.01          # mag per mag over 16 < magnorm < 21
+    assert abs(rec["photometry_median_dmag"]) < 0.01
+    assert rec["psf_fwhm_arcsec"] == pytest.approx(rec["psf_fwhm_model_arcsec"], rel=0.05)
+    # the model with the pixel is wider than the header's atmosphere (+) optics FWHM
+    assert rec["psf_fwhm_model_arcsec"] > rec["psf_fwhm_header_arcsec"]
+    assert rec["sky_e_per_px"] == pytest.approx(rec["sky_model_e_per_px"], rel=0.01)
+    assert rec["thresholds"] == Thresholds.defaults().to_dict()
+    header = (scene["records"][DET].with_suffix(".tsv")).read_text().splitlines()[0]
+    assert header.split("\t") == list(STAR_COLUMNS)
+
+
+def test_sparse_sensor_skips_star_checks(scene):
+    rec = _record(scene["records"][MARKED])
+    assert rec["status"] == "ok" and rec["skipped"] == ["astrometry", "photometry", "psf"]
+    assert rec["sky_e_per_px"] == pytest.approx(rec["sky_model_e_per_px"], rel=0.01)
+
+
+def test_same_inputs_same_record_bytes(scene, tmp_path):
+    again = tmp_path / "again.json"
+    validate_sensor(scene["images"][DET], scene["truth"][DET], again)
+    assert again.read_bytes() == scene["records"][DET].read_bytes()
+
+
+def _edited_copy(src, dst, edit):
+    shutil.copy(src, dst)
+    with fits.open(dst, mode="update") as hdul:
+        edit(hdul[0])
+    return dst
+
+
+def test_wcs_shifted_by_2px_is_flagged(scene, tmp_path, caplog):
+    bad = _edited_copy(scene["images"][DET], tmp_path / "shifted.fits",
+                       lambda hdu: hdu.header.__setitem__("CRPIX1", hdu.header["CRPIX1"] + 2.0))
+    with caplog.at_level(logging.WARNING, logger="dc2flow"):
+        rec = validate_sensor(bad, scene["truth"][DET], tmp_path / "shifted.json")
+    assert rec["status"] == "flagged" and rec["flags"] == ["astrometry"]
+    assert rec["astrometry_median_px"] == pytest.approx(2.0, abs=0.1)
+    assert _record(tmp_path / "shifted.json") == rec                  # written all the same
+    assert "VALIDATION FLAGGED visit 77 R22_S11: astrometry" in caplog.text
+
+
+def test_wrong_sky_is_flagged(scene, tmp_path):
+    bad = _edited_copy(scene["images"][DET], tmp_path / "sky.fits", lambda hdu: hdu.data.__iadd__(50.0))
+    rec = validate_sensor(bad, scene["truth"][DET], tmp_path / "sky.json")
+    assert rec["flags"] == ["sky"] and rec["sky_e_per_px"] == pytest.approx(rec["sky_model_e_per_px"] + 50, rel=0.01)
+
+
+def test_summary_table_figure_and_strict(scene, tmp_path):
+    bad = _edited_copy(scene["images"][DET], tmp_path / "shifted.fits",
+                       lambda hdu: hdu.header.__setitem__("CRPIX2", hdu.header["CRPIX2"] - 2.0))
+    flagged = tmp_path / "v" / f"{DET}.json"
+    validate_sensor(bad, scene["truth"][DET], flagged, stars_out=flagged.with_suffix(".tsv"))
+    records = [flagged, scene["records"][MARKED]]
+    table, plot = tmp_path / "summary.tsv", tmp_path / "summary.png"
+    recs = summarize_visit(records, table, plot)                   # not strict: no error
+    assert [r["det_name"] for r in recs] == [DET, MARKED]
+    rows = [line.split("\t") for line in table.read_text().splitlines()]
+    assert rows[1][:5] == ["77", DET, "r", "flagged", "astrometry"] and rows[2][3] == "ok"
+    assert Image.open(plot).size[0] > 500
+    summarize_visit(records, tmp_path / "again.tsv", tmp_path / "again.png")
+    assert (tmp_path / "again.png").read_bytes() == plot.read_bytes()     # no time stamps
+    with pytest.raises(ValidationError, match=r"summary2.tsv: visit 77: 1 sensor\(s\) failed validation "
+                                              r"\(R22_S11: astrometry\).*validation.strict: false"):
+        summarize_visit(records, tmp_path / "summary2.tsv", strict=True)
+
+
+def test_mosaic_puts_the_marker_star_in_place(scene, tmp_path):
+    out = tmp_path / "mosaic.png"
+    images = [scene["images"][DET], scene["images"][MARKED]]
+    summary = mosaic(images, out, bin_factor=16, stretch="asinh")
+    png = np.asarray(Image.open(out))
+    assert png.shape == (3954, 3960, 3) and tuple(summary["size"]) == mosaic_size(16) == (3960, 3954)
+    # where the marker must be, from the camera geometry alone: lower-left corner of the focal plane
+    x_min = min(s.x_mm - s.nx * 0.005 for s in camera.SENSORS)
+    y_min = min(s.y_mm - s.ny * 0.005 for s in camera.SENSORS)
+    x_mm, y_mm = camera.get_sensor(MARKED).pixel_to_focal_plane(*MARKER_XY)
+    col, row_up = (x_mm - x_min) / 0.16, (y_mm - y_min) / 0.16
+    canvas, _, placed = mosaic_canvas(images, 16)
+    assert placed == [DET, MARKED]
+    r, c = np.unravel_index(np.nanargmax(canvas), canvas.shape)
+    assert abs(c + 0.5 - col) <= 1.0 and abs(r + 0.5 - row_up) <= 1.0
+    assert tuple(png[png.shape[0] - 1 - r, c]) == (255, 255, 255)   # PNG rows run top-down
+    # the rendered sensors are grey (sky), an unrendered one (R22_S10) black
+    for det, grey in ((DET, True), (MARKED, True), ("R22_S10", False)):
+        s = camera.get_sensor(det)
+        cc, rr = int((s.x_mm - 10 - x_min) / 0.16), png.shape[0] - 1 - int((s.y_mm - 10 - y_min) / 0.16)
+        assert (png[rr, cc].min() > 0) == grey, det
+    assert mosaic(images, tmp_path / "again.png", 16, "asinh") == summary
+    assert (tmp_path / "again.png").read_bytes() == out.read_bytes()
+
+
+def test_cutout_size_box_and_bytes(scene, tmp_path):
+    assert cutout(scene["images"][DET], tmp_path / "c.png", 4, "zscale") == (1024, 1001)
+    assert cutout(scene["images"][DET], tmp_path / "b.png", 2, "asinh", box=(101, 300, 51, 150)) == (100, 50)
+    assert Image.open(io.BytesIO((tmp_path / "b.png").read_bytes())).size == (100, 50)
+    cutout(scene["images"][DET], tmp_path / "c2.png", 4, "zscale")
+    assert (tmp_path / "c2.png").read_bytes() == (tmp_path / "c.png").read_bytes()
