@@ -1,6 +1,7 @@
 # dc2flow: instance catalogs x LSSTCam sensors -> GalSim eimages.
 # Stages (one rule file each, data flows one way):
 #   catalog -> partition -> estimate -> bundle (checkpoint) -> render (one group job per bundle)
+#   -> registry (a record per sensor in the bundle job, merged per visit on the driver host)
 # Usage: snakemake --cores 2 --config catalogs='[my/instcat.txt]' sensors='[R22_S11]' outdir=out
 import os
 
@@ -24,6 +25,7 @@ include: "workflow/rules/partition.smk"
 include: "workflow/rules/estimate.smk"
 include: "workflow/rules/bundle.smk"
 include: "workflow/rules/render.smk"
+include: "workflow/rules/registry.smk"
 
 
 rule all:
@@ -31,3 +33,4 @@ rule all:
     input:
         all_images(),
         all_bundles,
+        all_registered(),

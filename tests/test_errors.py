@@ -3,7 +3,7 @@ import pickle
 import pytest
 
 from dc2flow.errors import (BundlingError, CameraError, CatalogError, ConfigError, Dc2flowError,
-                            RenderError, allowed_list)
+                            RegistryError, RenderError, allowed_list)
 
 CASES = [
     (ConfigError("render.noise", "yes", "not a boolean", [True, False]),
@@ -17,6 +17,8 @@ CASES = [
     (RenderError("p.parquet", "cannot read", "rerun the step"), "p.parquet: cannot read; rerun the step.", Exception),
     (BundlingError("visit 1 R22_S11 needs 300 GB", "raise the node memory"),
      "visit 1 R22_S11 needs 300 GB; raise the node memory.", Exception),
+    (RegistryError("r.json", "missing key", "visit", "rerun dc2flow record"),
+     "r.json: missing key ('visit'); rerun dc2flow record.", ValueError),
 ]
 
 

@@ -7,8 +7,11 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "workflow" / "dc2flow"
 CORE = {"errors", "config", "camera", "io", "photometry", "psf", "display"}
-STAGES = ["catalog", "partition", "estimate", "bundle", "render"]          # in data-flow order
-TOP = {"campaign": set(STAGES), "synthetic": set(), "calibrate": {"estimate"}, "cli": None}  # None: anything
+STAGES = ["catalog", "partition", "estimate", "bundle", "render", "validation", "registry"]  # in data-flow order
+TOP = {"campaign": set(STAGES), "synthetic": set(), "calibrate": {"estimate"}, "viewer": {"registry"},
+       "cli": None}  # None: anything
+# validation.py is written on another branch: until it is merged, its checks are skipped
+PRESENT = [m for m in STAGES if (PKG / f"{m}.py").exists()]
 
 
 def _imports(module: str) -> set[str]:
@@ -24,7 +27,7 @@ def _imports(module: str) -> set[str]:
 
 def test_every_module_is_classified():
     modules = {p.stem for p in PKG.glob("*.py")} - {"__init__"}
-    assert modules == CORE | set(STAGES) | set(TOP)
+    assert modules == CORE | set(PRESENT) | set(TOP)
 
 
 @pytest.mark.parametrize("module", sorted(CORE))
@@ -34,6 +37,8 @@ def test_core_imports_only_core(module):
 
 @pytest.mark.parametrize("index,module", list(enumerate(STAGES)))
 def test_stage_imports_core_and_earlier_stages(index, module):
+    if module not in PRESENT:
+        pytest.skip(f"{module}.py is not in this branch yet")
     allowed = CORE | set(STAGES[:index])
     assert _imports(module) <= allowed, _imports(module) - allowed
 

@@ -5,7 +5,8 @@ import shlex
 
 from snakemake.exceptions import IncompleteCheckpointException
 
-from dc2flow import campaign
+from dc2flow import campaign, registry
+from dc2flow.camera import get_sensor
 from dc2flow.config import options_json, physics_options, selected_sensors, validate
 
 validate(config)
@@ -111,3 +112,26 @@ def bundle_images(wildcards):
 def all_bundles(wildcards):
     members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
     return [f"{OUT}/bundles/done/{bundle}.tsv" for bundle in members]
+
+
+# --- registry: per-sensor records, merged per visit on the driver host -------------------------
+REGISTRY_URL = config["registry"]["url"] or registry.default_url(OUT)
+
+
+def record_image(wildcards):
+    return image_path(int(wildcards.visit), wildcards.det_name)
+
+
+def record_benchmark(wildcards):
+    """The render job's benchmark record (its path mirrors the render rule's benchmark:)."""
+    visit = int(wildcards.visit)
+    det_num = get_sensor(wildcards.det_name).det_num
+    return f"{OUT}/benchmarks/render/{wildcards.visit}/{VISITS[visit].band}-{wildcards.det_name}-det{det_num:03d}.tsv"
+
+
+def visit_records(wildcards):
+    return [f"{OUT}/registry/records/{wildcards.visit}/{d}.json" for d in SENSORS]
+
+
+def all_registered():
+    return [f"{OUT}/registry/visits/{campaign.visit_dir(v)}.tsv" for v in VISITS]
