@@ -435,12 +435,20 @@ def _log_failed(path: str) -> bool:
     return bool(ERROR_LINE_RE.match(lines[-1])) or any(l.startswith("Traceback (most recent call last)") for l in lines)
 
 
+def _newest_plan(outdir: str) -> float:
+    plan = os.path.join(outdir, "bundles", "campaign.csv")
+    return os.path.getmtime(plan) if os.path.exists(plan) else 0.0
+
+
 def campaign_status(outdir: str | os.PathLike) -> dict:
     """Progress of a campaign from its files: per visit done/failed/running/missing sensors and totals.
 
     A sensor is *done* when its FITS image exists, *failed* when its render log ends with a
     ``dc2flow render: error:`` line (or holds a traceback) and no image exists, *running* when
-    it has a log but neither, and *missing* otherwise.  ``job_hours`` sums the render jobs'
+    it has a log newer than the bundle plan but no benchmark record yet (Snakemake writes that
+    when the job ends), and *missing* otherwise (e.g. an image deleted after its job finished).
+    Snakemake's own incomplete markers live in the working directory's ``.snakemake/``, which
+    the output root does not know, so they are not read.  ``job_hours`` sums the render jobs'
     benchmark wall times (one core each); ``node_hours`` sums, per bundle, the longest member's
     wall time (members run side by side on one node).
     """
@@ -465,10 +473,11 @@ def campaign_status(outdir: str | os.PathLike) -> dict:
                     bundle_s[b] = max(bundle_s.get(b, 0.0), secs)
                 continue
             logs = glob.glob(os.path.join(outdir, "logs", "render", vd, f"*-{det_name}-det*.log"))
+            bench = glob.glob(os.path.join(outdir, "benchmarks", "render", vd, f"*-{det_name}-det*.tsv"))
             if logs and _log_failed(logs[0]):
                 vs.failed.append(det_name)
-            elif logs:
-                vs.running.append(det_name)
+            elif logs and not bench and os.path.getmtime(logs[0]) >= _newest_plan(outdir):
+                vs.running.append(det_name)  # started in this campaign, no benchmark record yet
             else:
                 vs.missing.append(det_name)
         visits.append(vs)
