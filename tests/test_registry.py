@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from astropy.io import fits
@@ -167,3 +168,55 @@ def test_problem_fields_are_checked():
 def test_progress_bar():
     assert registry.progress_bar(1, 4, width=8) == "[##......] 1/4  25.0%"
     assert registry.progress_bar(0, 0, width=4) == "[####] 0/0 100.0%"
+
+
+# --- the same code on a real PostgreSQL (Debian's postgresql package, a throwaway cluster) ----------
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory):
+    import glob
+    import shutil as sh
+    import socket
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    bindir = os.path.dirname(bins[-1])
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="dc2flow-pg-"))  # not under pytest's 0700 tree: postgres must enter it
+    data = top / "data"
+    data.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the cluster as the postgres user
+        os.chmod(top, 0o755)
+        sh.chown(data, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*cmd):
+        return subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=120)
+
+    proc = run(f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    assert proc.returncode == 0, proc.stderr
+    proc = run(f"{bindir}/pg_ctl", "-D", str(data), "-w", "-l", str(data / "server.log"), "-o",
+               f"-h 127.0.0.1 -p {port} -k {data}", "start")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    run(f"{bindir}/pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+    sh.rmtree(top, ignore_errors=True)
+
+
+def test_postgresql_registry_takes_the_same_records(out, postgres_url):
+    records = sorted(map(str, (out / "registry" / "records").rglob("*.json")))
+    assert registry.register(records, postgres_url) == len(REGISTRY_SENSORS)
+    assert registry.register(records, postgres_url) == len(REGISTRY_SENSORS)   # upsert: no duplicates
+    sqlite_rows = sorted(rows(registry.default_url(out)), key=lambda r: r["det_name"])
+    pg_rows = sorted(rows(postgres_url), key=lambda r: r["det_name"])
+    assert pg_rows == sqlite_rows
+    _, found = registry.query(postgres_url, "core_hours_by_band")
+    assert found[0][:2] == ("r", 2)
+    registry.add_problem(postgres_url, 1001, "R22_S11", "artifact", "seen on PostgreSQL", ["artifact"], 100)
+    _, found = registry.query(postgres_url, "problems")
+    assert found[0][4] == "seen on PostgreSQL"

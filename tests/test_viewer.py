@@ -180,6 +180,8 @@ def test_browser_session(chromium, viewer, tmp_path):
         assert "visit 1001" in page.locator("#title").inner_text()
         src = image.get_attribute("src")
         before = page.request.get(base + src).body()
+        if os.environ.get("DC2FLOW_SCREENSHOT"):
+            page.screenshot(path=os.environ["DC2FLOW_SCREENSHOT"], full_page=True)
 
         page.click("#stretch-asinh")
         page.wait_for_url(re.compile(r"stretch=asinh"))
@@ -187,8 +189,6 @@ def test_browser_session(chromium, viewer, tmp_path):
         src2 = image.get_attribute("src")
         assert "stretch=asinh" in src2 and src2 != src
         assert page.request.get(base + src2).body() != before
-        if os.environ.get("DC2FLOW_SCREENSHOT"):
-            page.screenshot(path=os.environ["DC2FLOW_SCREENSHOT"], full_page=True)
 
         title = page.locator("#title").inner_text()
         page.select_option("#category", "bad-psf")

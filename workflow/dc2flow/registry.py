@@ -281,27 +281,29 @@ def register(records: Iterable[str | os.PathLike], url: str) -> int:
     engine = connect(url)
     try:
         with engine.begin() as conn:
-            for row in rows:
-                _upsert(conn, row)
+            if rows:
+                _upsert(conn, rows)
     finally:
         engine.dispose()
     return len(rows)
 
 
-def _upsert(conn, row: dict) -> None:
-    key = {"visit": row["visit"], "det_name": row["det_name"]}
+def _upsert(conn, rows: list[dict]) -> None:
+    """Insert or replace rows by (visit, det_name), as one executemany where the dialect allows it."""
+    key = ("visit", "det_name")
     if conn.dialect.name in ("sqlite", "postgresql"):
         if conn.dialect.name == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
         else:
             from sqlalchemy.dialects.postgresql import insert
-        stmt = insert(IMAGES).values(**row)
+        stmt = insert(IMAGES)
         stmt = stmt.on_conflict_do_update(index_elements=list(key),
                                           set_={c: stmt.excluded[c] for c in IMAGE_COLUMNS if c not in key})
-        conn.execute(stmt)
+        conn.execute(stmt, rows)
     else:  # any other backend: delete + insert in the same transaction
-        conn.execute(IMAGES.delete().where(IMAGES.c.visit == key["visit"], IMAGES.c.det_name == key["det_name"]))
-        conn.execute(IMAGES.insert().values(**row))
+        for row in rows:
+            conn.execute(IMAGES.delete().where(IMAGES.c.visit == row["visit"], IMAGES.c.det_name == row["det_name"]))
+        conn.execute(IMAGES.insert(), rows)
 
 
 # --- problems (from the viewer) ----------------------------------------------------------------------
@@ -349,7 +351,7 @@ QUERIES = {
     "config_hash": "SELECT visit, det_name, band, path FROM images WHERE config_hash = :value "
                    "ORDER BY visit, det_name",
     "core_hours_by_band": "SELECT band, COUNT(*) AS images, "
-                          "ROUND(SUM(COALESCE(cpu_time_s, runtime_s)) / 3600.0, 4) AS core_hours "
+                          "ROUND(CAST(SUM(COALESCE(cpu_time_s, runtime_s)) / 3600.0 AS NUMERIC), 4) AS core_hours "
                           "FROM images GROUP BY band ORDER BY band",
     "problems": "SELECT id, visit, det_name, category, comment, created_utc FROM problems ORDER BY id",
 }
