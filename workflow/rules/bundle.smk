@@ -27,7 +27,10 @@ checkpoint bundle_campaign:
 
 rule finish_bundle:
     input:
-        bundle_images,
+        images=bundle_images,
+        # the registry records too: they then form their own layer of the group job, so the
+        # group asks for max(renders, records, 1) cores, not renders + 1 (see registry.smk)
+        records=bundle_records,
     output:
         f"{OUT}/bundles/done/{{bundle}}.tsv",
     log:
@@ -40,4 +43,4 @@ rule finish_bundle:
         mem_mb=256,
         runtime=1,
     shell:
-        "dc2flow manifest {input:q} --out {output:q} > {log:q} 2>&1"
+        "dc2flow manifest {input.images:q} --out {output:q} > {log:q} 2>&1"

@@ -129,6 +129,11 @@ def record_benchmark(wildcards):
     return f"{OUT}/benchmarks/render/{wildcards.visit}/{VISITS[visit].band}-{wildcards.det_name}-det{det_num:03d}.tsv"
 
 
+def bundle_records(wildcards):
+    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
+    return [f"{OUT}/registry/records/{campaign.visit_dir(v)}/{d}.json" for v, d in members[wildcards.bundle]]
+
+
 def visit_records(wildcards):
     return [f"{OUT}/registry/records/{wildcards.visit}/{d}.json" for d in SENSORS]
 
