@@ -118,6 +118,10 @@ def all_bundles(wildcards):
 REGISTRY_URL = config["registry"]["url"] or registry.default_url(OUT)
 
 
+def output_root(wildcards):
+    return OUT
+
+
 def record_image(wildcards):
     return image_path(int(wildcards.visit), wildcards.det_name)
 

@@ -26,7 +26,7 @@ rule record_sensor:
         mem_mb=128,  # measured peak RSS 66 MB; the group's record layer must fit the bundle's memory
         runtime=1,
     params:
-        outdir=OUT,
+        outdir=output_root,  # stored paths are relative to it
         benchmark=record_benchmark,  # not an input: a benchmark file is no rule's output; read if present
         plan=PLAN,  # the bundle is looked up there (a param from the checkpoint would change between runs)
     shell:
