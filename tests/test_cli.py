@@ -16,7 +16,8 @@ def run(*args, cwd=None):
     return subprocess.run([DC2FLOW, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-@pytest.mark.parametrize("verb", ["parse", "partition", "render", "make-catalog", "focal-plane"])
+@pytest.mark.parametrize("verb", ["parse", "partition", "render", "make-catalog", "focal-plane", "record", "register",
+                                  "status", "query", "viewer"])
 def test_help(verb):
     proc = run(verb, "--help")
     assert proc.returncode == 0 and "usage: dc2flow " + verb in proc.stdout

@@ -102,6 +102,11 @@ def test_status_counts_match_the_files(out, tmp_path):
     assert "R22_S12" in text and "0/2" in text and "node-hours" in text
 
 
+def test_status_watch_stops_when_the_campaign_is_finished(out):
+    proc = dc2flow("status", str(out), "--watch", "0.1")
+    assert proc.returncode == 0 and proc.stdout.count("visit  expected") == 1 and "2/2 100.0%" in proc.stdout
+
+
 def test_validation_figures_fill_the_columns_and_queries_answer(out, tmp_path):
     image = str(next((out / "00001001").glob("eimage_*-R22_S11-*.fits")))
     validation = tmp_path / "R22_S11.json"
