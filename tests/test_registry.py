@@ -225,3 +225,26 @@ def test_postgresql_registry_takes_the_same_records(out, postgres_url):
     registry.add_problem(postgres_url, 1001, "R22_S11", "artifact", "seen on PostgreSQL", ["artifact"], 100)
     _, found = registry.query(postgres_url, "problems")
     assert found[0][4] == "seen on PostgreSQL"
+
+
+def test_concurrent_merges_on_the_driver_host_lose_nothing(out, tmp_path):
+    """Several register_visit jobs run side by side on the driver host: WAL + busy timeout serialise them."""
+    template = json.loads(next((out / "registry" / "records").rglob("*.json")).read_text())
+    from dc2flow.camera import DET_NAMES
+
+    batches = []
+    for visit in range(4):
+        paths = []
+        for det_name in DET_NAMES:
+            path = tmp_path / f"{visit}" / f"{det_name}.json"
+            registry.write_record(path, {**template, "visit": 2000 + visit, "det_name": det_name})
+            paths.append(str(path))
+        batches.append(paths)
+    url = f"sqlite:///{tmp_path}/reg.sqlite"
+    # no tables yet: the first merges of a campaign race to create them
+    procs = [subprocess.Popen([sys.executable, "-m", "dc2flow.cli", "register", *paths, "--db", url],
+                              stderr=subprocess.PIPE, text=True, env=env_with_venv()) for paths in batches * 2]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    found = rows(url)
+    assert len(found) == 4 * 189 and len({(r["visit"], r["det_name"]) for r in found}) == 4 * 189

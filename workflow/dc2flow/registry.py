@@ -133,17 +133,26 @@ def connect(url: str):
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn, _record):
                 cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute("PRAGMA journal_mode=WAL")
                 cur.close()
         else:
             engine = create_engine(url)
-        METADATA.create_all(engine)
+        _create_tables(engine)
     except (ArgumentError, OperationalError, ImportError) as exc:
         raise RegistryError(url, f"cannot open the registry database: {str(exc).splitlines()[0]}", None,
                             "give an SQLAlchemy URL such as sqlite:///results/registry.sqlite or "
                             "postgresql://user@host/db") from None
     return engine
+
+
+def _create_tables(engine) -> None:
+    """CREATE TABLE IF NOT EXISTS, so merges that start at once on a new database do not race."""
+    from sqlalchemy.schema import CreateTable
+
+    with engine.begin() as conn:
+        for table in METADATA.sorted_tables:
+            conn.execute(CreateTable(table, if_not_exists=True))
 
 
 # --- per-sensor records (written on the compute node) -----------------------------------------------
