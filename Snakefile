@@ -3,6 +3,7 @@
 #   catalog -> partition -> estimate -> bundle (checkpoint) -> render (one group job per bundle)
 #   -> validation (per sensor in the render's group; per visit a table, figure and mosaic)
 # Report: snakemake --report report.zip (mosaics, validation figures, bundles and resources)
+#   -> registry (a record per sensor in the bundle job, merged per visit on the driver host)
 # Usage: snakemake --cores 2 --config catalogs='[my/instcat.txt]' sensors='[R22_S11]' outdir=out
 import os
 
@@ -31,6 +32,7 @@ include: "workflow/rules/estimate.smk"
 include: "workflow/rules/bundle.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/validation.smk"
+include: "workflow/rules/registry.smk"
 
 
 rule all:
@@ -39,3 +41,4 @@ rule all:
         all_images(),
         all_bundles,
         all_validation(),
+        all_registered(),

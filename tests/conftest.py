@@ -104,3 +104,28 @@ def tiny_catalog(tmp_path_factory) -> str:
 
     return make_catalog(outdir=tmp_path_factory.mktemp("tiny"), visit=1001, ra_deg=55.0, dec_deg=-30.0,
                         band="r", seed=1001, radius_deg=0.3)
+
+
+# --- one small campaign run by real Snakemake, shared by the registry and viewer tests ------------
+REGISTRY_SENSORS = ["R22_S11", "R22_S12"]
+
+
+def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env_with_venv(), timeout=600)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def campaign_args(catalog) -> list[str]:
+    return ["--cores", "2", "--config", f"catalogs=[{catalog}]", f"sensors=[{','.join(REGISTRY_SENSORS)}]",
+            "outdir=out"]
+
+
+@pytest.fixture(scope="session")
+def registered_campaign(tiny_catalog, tmp_path_factory) -> Path:
+    """A finished two-sensor campaign (rendered and registered by Snakemake); its output root."""
+    work = tmp_path_factory.mktemp("campaign")
+    run_snakemake(work, *campaign_args(tiny_catalog))
+    return work

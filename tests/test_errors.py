@@ -3,7 +3,7 @@ import pickle
 import pytest
 
 from dc2flow.errors import (BundlingError, CameraError, CatalogError, ConfigError, Dc2flowError,
-                            RenderError, ValidationError, allowed_list)
+                            RegistryError, RenderError, ValidationError, allowed_list)
 
 CASES = [
     (ConfigError("render.noise", "yes", "not a boolean", [True, False]),
@@ -21,6 +21,8 @@ CASES = [
      "validation/00000077/summary.tsv: visit 77: 2 sensor(s) failed validation (R22_S11: astrometry, psf; "
      "R22_S12: sky); see the per-sensor records beside it for the figures and fix the cause, or set "
      "validation.strict: false to record the flags without failing.", Exception),
+    (RegistryError("r.json", "missing key", "visit", "rerun dc2flow record"),
+     "r.json: missing key ('visit'); rerun dc2flow record.", ValueError),
 ]
 
 

@@ -7,8 +7,9 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "workflow" / "dc2flow"
 CORE = {"errors", "config", "camera", "io", "photometry", "psf", "display"}
-STAGES = ["catalog", "partition", "estimate", "bundle", "render", "validation"]          # in data-flow order
-TOP = {"campaign": set(STAGES), "synthetic": set(), "calibrate": {"estimate"}, "cli": None}  # None: anything
+STAGES = ["catalog", "partition", "estimate", "bundle", "render", "validation", "registry"]  # in data-flow order
+TOP = {"campaign": set(STAGES), "synthetic": set(), "calibrate": {"estimate"}, "viewer": {"registry"},
+       "cli": None}  # None: anything
 
 
 def _imports(module: str) -> set[str]:

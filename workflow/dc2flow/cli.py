@@ -180,6 +180,62 @@ def _cmd_focal_plane(args) -> None:
         sys.stdout.write(text)
 
 
+def _cmd_record(args) -> None:
+    from .registry import bundle_from_plan, make_record, write_record
+
+    bundle = args.bundle or (bundle_from_plan(args.plan, args.image) if args.plan else None)
+    write_record(args.out, make_record(args.image, args.outdir, bundle, args.benchmark, args.validation))
+
+
+def _cmd_register(args) -> None:
+    from .registry import register, write_visit_summary
+
+    n = register(args.records, args.db)
+    if args.summary:
+        write_visit_summary(args.summary, args.records)
+    log.info("%d records registered in %s", n, args.db)
+
+
+def _cmd_status(args) -> None:
+    import json
+    import time
+
+    from .registry import campaign_status, format_status
+
+    while True:
+        status = campaign_status(args.outdir)
+        if args.json:
+            print(json.dumps(status, indent=1))
+        else:
+            print(format_status(status), flush=True)
+        t = status["totals"]
+        if not args.watch or t["done"] + t["failed"] >= t["expected"]:
+            return
+        time.sleep(args.watch)
+        print()
+
+
+def _cmd_query(args) -> None:
+    from .registry import format_table, query
+
+    name, value = next((n, v) for n, v in (("failed_validation", args.failed_validation),
+                                           ("config_hash", args.config_hash),
+                                           ("core_hours_by_band", args.core_hours_by_band),
+                                           ("problems", args.problems)) if v)
+    columns, rows = query(args.db, name, value if isinstance(value, str) else None)
+    print(format_table(columns, rows))
+
+
+def _cmd_viewer(args) -> None:
+    from .config import load
+    from .registry import default_url
+    from .viewer import serve
+
+    reg = load()["registry"]
+    serve(args.outdir, args.db or reg["url"] or default_url(args.outdir), reg["problem_categories"],
+          reg["max_comment_chars"], args.host or reg["viewer_host"], args.port or reg["viewer_port"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dc2flow", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
@@ -343,6 +399,57 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("focal-plane", help="print the LSSTCam science-sensor table (CSV)")
     s.add_argument("--out", help="write to this file instead of stdout")
     s.set_defaults(func=_cmd_focal_plane)
+
+    s = sub.add_parser("record", help="write one rendered image's registry record (JSON)",
+                       description="Reads the eimage's header (provenance, DATASUM/CHECKSUM), its sha256, the render "
+                                   "job's Snakemake benchmark TSV (columns s, max_rss, cpu_time; NULL when absent) "
+                                   "and optionally its validation JSON, and writes one JSON record: the row "
+                                   "'register' puts in the registry's images table.")
+    s.add_argument("image", help="the eimage FITS file")
+    s.add_argument("--outdir", required=True, help="the campaign output root: the stored path is relative to it")
+    s.add_argument("--benchmark", help="the render job's benchmark TSV (read if present)")
+    s.add_argument("--validation", help="the sensor's validation JSON (from 'dc2flow validate')")
+    s.add_argument("--bundle", help="the bundle that rendered it")
+    s.add_argument("--plan", help="or: the bundle plan CSV (bundle,visit,sensor) to look the bundle up in")
+    s.add_argument("--out", required=True, help="output record JSON")
+    s.set_defaults(func=_cmd_record)
+
+    s = sub.add_parser("register", help="merge record JSONs into the registry database (one transaction)",
+                       description="Upserts every record into the images table keyed on (visit, det_name): "
+                                   "rerunning adds no duplicates. Run it on one host only (see README).")
+    s.add_argument("records", nargs="+", help="record JSONs from 'dc2flow record'")
+    s.add_argument("--db", required=True, help="SQLAlchemy URL, e.g. sqlite:///results/registry.sqlite")
+    s.add_argument("--summary", help="also write the registered rows as TSV here (the rule's target)")
+    s.set_defaults(func=_cmd_register)
+
+    s = sub.add_parser("status", help="campaign progress: per visit done/failed/missing sensors, hours",
+                       description="Reads the output root's files: expected sensors from bundles/campaign.csv "
+                                   "(else partitions/), done = image present, failed = render log ending with a "
+                                   "'dc2flow render: error:' line, job- and node-hours from benchmark records.")
+    s.add_argument("outdir")
+    s.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    s.add_argument("--watch", type=float, metavar="SECONDS", help="repeat every SECONDS until all are done or failed")
+    s.set_defaults(func=_cmd_status)
+
+    s = sub.add_parser("query", help="ask the registry: failed validation, config hash, core-hours, problems",
+                       description="Prints a table. The SQL behind each question is in the README.")
+    s.add_argument("--db", required=True, help="SQLAlchemy URL of the registry")
+    q = s.add_mutually_exclusive_group(required=True)
+    q.add_argument("--failed-validation", action="store_true", help="images whose validation status is flagged")
+    q.add_argument("--config-hash", metavar="HASH", help="images made with this CFGHASH")
+    q.add_argument("--core-hours-by-band", action="store_true", help="render core-hours per band")
+    q.add_argument("--problems", action="store_true", help="problems reported in the viewer")
+    s.set_defaults(func=_cmd_query)
+
+    s = sub.add_parser("viewer", help="serve the eyeball viewer (web page) over a campaign's images",
+                       description="One sensor image at a time as PNG (zscale/linear/asinh), truth overlay, Skip "
+                                   "and Submit-problem (stored in the registry's problems table), /problems lists "
+                                   "them. Serves only files under OUTDIR; binds 127.0.0.1 unless told otherwise.")
+    s.add_argument("outdir")
+    s.add_argument("--db", help="registry URL [default: registry.url, else sqlite:///OUTDIR/registry.sqlite]")
+    s.add_argument("--host", help="address to listen on [default: registry.viewer_host]")
+    s.add_argument("--port", type=int, help="port [default: registry.viewer_port]")
+    s.set_defaults(func=_cmd_viewer)
     return p
 
 

@@ -12,6 +12,7 @@ class                  raise it when
 ``RenderError``        a sensor cannot be rendered from valid inputs (e.g. a stage file is corrupt)
 ``BundlingError``      a sensor cannot be packed (e.g. it needs more than a node)
 ``ValidationError``    strict validation: rendered sensors fail their checks (``visit``, ``flagged``)
+``RegistryError``      a registry record, database or viewer request is invalid (``where``, ``value``)
 ``Dc2flowWarning``     recoverable trouble, e.g. objects skipped or a header key defaulted
 =====================  ==========================================================================
 
@@ -147,6 +148,23 @@ class ValidationError(Dc2flowError):
 
     def __reduce__(self):
         return (self.__class__, (self.visit, self.flagged, self.where))
+class RegistryError(Dc2flowError, ValueError):
+    """A campaign-registry record, database URL or viewer request is invalid.
+
+    Parameters:
+        where:   the file, database URL or request field concerned.
+        reason:  what is wrong.
+        value:   the offending value [default: None].
+        fix:     how to fix it [default: "fix the value"].
+    """
+
+    def __init__(self, where: str, reason: str, value: Any = None, fix: str = "fix the value"):
+        self.where, self.reason, self.value, self.fix = str(where), reason, value, fix
+        shown = f" ({value!r})" if value is not None else ""
+        super().__init__(f"{self.where}: {reason}{shown}; {fix}.")
+
+    def __reduce__(self):
+        return (self.__class__, (self.where, self.reason, self.value, self.fix))
 
 
 class Dc2flowWarning(UserWarning):

@@ -29,7 +29,9 @@ checkpoint bundle_campaign:
 rule finish_bundle:
     input:
         images=bundle_images,
-        records=bundle_records,  # after the validations: they are one layer, this join the next
+        # the registry records too: they then form their own layer of the group job, so the
+        # group asks for max(renders, records, 1) cores, not renders + 1 (see registry.smk)
+        records=bundle_records,
     output:
         f"{OUT}/bundles/done/{{bundle}}.tsv",
     log:

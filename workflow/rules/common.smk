@@ -5,7 +5,7 @@ import shlex
 
 from snakemake.exceptions import IncompleteCheckpointException
 
-from dc2flow import campaign
+from dc2flow import campaign, registry
 from dc2flow.camera import get_sensor
 from dc2flow.config import options_json, physics_options, selected_sensors, validate
 
@@ -40,6 +40,11 @@ def image_path(visit, det_name):
     return f"{OUT}/{campaign.visit_dir(visit)}/{campaign.image_name(visit, entry.band, det_name)}"
 
 
+def render_benchmark(visit, det_name):
+    """The render job's benchmark record (the path of render_sensor's benchmark:)."""
+    return f"{OUT}/benchmarks/render/{campaign.visit_dir(visit)}/{VISITS[visit].band}-{det_name}-det{get_sensor(det_name).det_num:03d}.tsv"
+
+
 def all_images():
     return [image_path(v, d) for v in VISITS for d in SENSORS]
 
@@ -49,27 +54,6 @@ def sensor_outputs(wildcards):
     visit, det_name = int(wildcards.visit), wildcards.det_name
     truth = campaign.truth_name(visit, VISITS[visit].band, det_name)
     return {"image": image_path(visit, det_name), "truth": f"{OUT}/{campaign.visit_dir(visit)}/{truth}"}
-
-
-def visit_images(wildcards):
-    return [image_path(int(wildcards.visit), d) for d in SENSORS]
-
-
-def visit_records(wildcards):
-    return [f"{OUT}/validation/{wildcards.visit}/{d}.json" for d in SENSORS]
-
-
-def render_benchmarks():
-    """Every render job's benchmark record (read when present: made by the jobs, not by a rule)."""
-    return [f"{OUT}/benchmarks/render/{campaign.visit_dir(v)}/{e.band}-{d}-det{get_sensor(d).det_num:03d}.tsv"
-            for v, e in VISITS.items() for d in SENSORS]
-
-
-def all_validation():
-    """Per visit the validation table, figure and mosaic, and the campaign's resource figure."""
-    per_visit = [f"{OUT}/validation/{campaign.visit_dir(v)}/{name}" for v in VISITS
-                 for name in ("summary.tsv", "summary.png", "mosaic.png")]
-    return per_visit + ([f"{OUT}/validation/resources.png"] if VISITS else [])
 
 
 def partition_dir(wildcards):
@@ -147,23 +131,66 @@ def render_runtime_min(wildcards, attempt):
     return int(min(math.ceil(minutes), BUNDLE["time_limit_s"] / 60))
 
 
+def bundle_images(wildcards):
+    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
+    return [image_path(visit, det_name) for visit, det_name in members[wildcards.bundle]]
+
+
+def all_bundles(wildcards):
+    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
+    return [f"{OUT}/bundles/done/{bundle}.tsv" for bundle in members]
+
+
+def bundle_records(wildcards):
+    """The registry records of a bundle's sensors (made in the bundle's job after each validation):
+    finish_bundle waits for them, so renders, validations and records are layers of one group job."""
+    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
+    return [f"{OUT}/registry/records/{campaign.visit_dir(v)}/{d}.json" for v, d in members[wildcards.bundle]]
+
+
+# --- validation: per-sensor checks in the bundle's job; per visit a table, figure and mosaic ----
+def visit_images(wildcards):
+    return [image_path(int(wildcards.visit), d) for d in SENSORS]
+
+
+def visit_validations(wildcards):
+    return [f"{OUT}/validation/{wildcards.visit}/{d}.json" for d in SENSORS]
+
+
+def render_benchmarks():
+    """Every render job's benchmark record (read when present: made by the jobs, not by a rule)."""
+    return [render_benchmark(v, d) for v in VISITS for d in SENSORS]
+
+
+def all_validation():
+    """Per visit the validation table, figure and mosaic, and the campaign's resource figure."""
+    per_visit = [f"{OUT}/validation/{campaign.visit_dir(v)}/{name}" for v in VISITS
+                 for name in ("summary.tsv", "summary.png", "mosaic.png")]
+    return per_visit + ([f"{OUT}/validation/resources.png"] if VISITS else [])
+
+
 def validate_mem_mb(wildcards, attempt):
     """~250 MB measured, but never more than the sensor's render asks: a bundle's job is as wide as
     its widest layer (renders, then validations), so validations never raise its request."""
     return min(384, render_mem_mb(wildcards, attempt))
 
 
-def bundle_images(wildcards):
-    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
-    return [image_path(visit, det_name) for visit, det_name in members[wildcards.bundle]]
+# --- registry: per-sensor records, merged per visit on the driver host -------------------------
+REGISTRY_URL = config["registry"]["url"] or registry.default_url(OUT)
 
 
-def bundle_records(wildcards):
-    """The validation records of a bundle's sensors: validated in the bundle's job, before its join."""
-    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
-    return [f"{OUT}/validation/{campaign.visit_dir(v)}/{d}.json" for v, d in members[wildcards.bundle]]
+def output_root(wildcards):
+    """The output root as a params function (a literal prefix of the outputs upsets --lint)."""
+    return OUT
 
 
-def all_bundles(wildcards):
-    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
-    return [f"{OUT}/bundles/done/{bundle}.tsv" for bundle in members]
+def record_benchmark(wildcards):
+    return render_benchmark(int(wildcards.visit), wildcards.det_name)
+
+
+def visit_registry_records(wildcards):
+    return [f"{OUT}/registry/records/{wildcards.visit}/{d}.json" for d in SENSORS]
+
+
+def all_registered():
+    return [f"{OUT}/registry/visits/{campaign.visit_dir(v)}.tsv" for v in VISITS]

@@ -32,7 +32,7 @@ rule validate_sensor:
 
 rule summarize_visit:
     input:
-        visit_records,
+        visit_validations,
     output:
         table=f"{OUT}/validation/{{visit}}/summary.tsv",
         plot=report(

@@ -1,0 +1,251 @@
+"""The campaign registry: rows for every rendered sensor, status from the files, queries, no duplicates."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from astropy.io import fits
+from sqlalchemy import select
+
+from conftest import REGISTRY_SENSORS, campaign_args, env_with_venv, run_snakemake
+from dc2flow import registry
+from dc2flow.errors import RegistryError
+from dc2flow.io import sha256_file
+
+pytestmark = pytest.mark.slow
+
+
+def dc2flow(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dc2flow.cli", *args], capture_output=True, text=True,
+                          env=env_with_venv(), timeout=120)
+
+
+def rows(url: str) -> list[dict]:
+    engine = registry.connect(url)
+    with engine.connect() as conn:
+        out = [dict(r._mapping) for r in conn.execute(select(registry.IMAGES))]
+    engine.dispose()
+    return out
+
+
+@pytest.fixture(scope="module")
+def out(registered_campaign):
+    return registered_campaign / "out"
+
+
+def test_every_rendered_sensor_has_a_row_with_correct_checksums(out):
+    images = sorted((out / "00001001").glob("eimage_*.fits"))
+    assert len(images) == len(REGISTRY_SENSORS)
+    by_path = {r["path"]: r for r in rows(registry.default_url(out))}
+    assert set(by_path) == {f"00001001/{p.name}" for p in images}
+    for path in images:
+        row = by_path[f"00001001/{path.name}"]
+        assert row["sha256"] == sha256_file(path) and row["bytes"] == path.stat().st_size
+        with fits.open(path, checksum=True) as hdul:
+            assert hdul[0].verify_checksum() == 1
+            h = hdul[0].header
+        assert (row["datasum"], row["checksum"]) == (h["DATASUM"], h["CHECKSUM"])
+        assert (row["config_hash"], row["seed"], row["catalog_seed"]) == (h["CFGHASH"], h["SEED"], h["CATSEED"])
+        assert row["catalog_sha256"].split(",")[0] == h["CATSHA0"]
+        assert (row["dc2flow_version"], row["galsim_version"], row["container_image"]) == (h["DC2FLOW"], h["GALSIM"], "none")
+        assert row["band"] == "r" and row["bundle"] == "b0000" and row["det_num"] == h["DET_NUM"]
+        assert row["runtime_s"] > 0 and row["max_rss_mb"] > 0   # from the render job's benchmark record
+        record = json.loads((out / "validation" / "00001001" / f"{h['DET_NAME']}.json").read_text())
+        assert row["validation_status"] == record["status"] and row["n_matched"] == record["n_matched"]
+    assert (out / "registry" / "visits" / "00001001.tsv").exists()
+    assert list((out / "benchmarks" / "registry").rglob("*.tsv")) and list((out / "logs" / "registry").rglob("*.log"))
+
+
+def test_rerun_adds_nothing_and_reregistering_adds_no_duplicates(registered_campaign, tiny_catalog, out):
+    proc = run_snakemake(registered_campaign, *campaign_args(tiny_catalog))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    url = registry.default_url(out)
+    before = sorted((r["visit"], r["det_name"]) for r in rows(url))
+    records = sorted(map(str, (out / "registry" / "records").rglob("*.json")))
+    for _ in range(2):
+        proc = dc2flow("register", *records, "--db", url)
+        assert proc.returncode == 0, proc.stderr
+    after = sorted((r["visit"], r["det_name"]) for r in rows(url))
+    assert after == before and len(after) == len(REGISTRY_SENSORS)
+
+
+def _copy(out, tmp_path):
+    """The campaign's files hard-linked into tmp_path (the shared campaign stays untouched)."""
+    dst = tmp_path / "out"
+    shutil.copytree(out, dst, copy_function=os.link)
+    return dst
+
+
+def test_status_counts_match_the_files(out, tmp_path):
+    status = registry.campaign_status(out)
+    assert status["totals"] == {"done": 2, "failed": 0, "running": 0, "missing": 0, "expected": 2}
+    assert status["expected_from"] == "bundle plan" and status["node_hours"] > 0 and status["job_hours"] > 0
+
+    copy = _copy(out, tmp_path)
+    s11, s12 = (next((copy / "00001001").glob(f"eimage_*-{d}-*.fits")) for d in REGISTRY_SENSORS)
+    s11.unlink()                                             # deleted after its job finished: missing
+    s12.unlink()                                             # and this one's render failed
+    log = next((copy / "logs" / "render" / "00001001").glob("*-R22_S12-*.log"))
+    log.unlink()
+    log.write_text("INFO rendering\ndc2flow render: error: p.parquet: cannot read; rerun the step.\n")
+    proc = dc2flow("status", str(copy), "--json")
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    assert status["totals"] == {"done": 0, "failed": 1, "running": 0, "missing": 1, "expected": 2}
+    assert status["visits"][0]["failed_sensors"] == ["R22_S12"] and status["visits"][0]["missing_sensors"] == ["R22_S11"]
+    text = dc2flow("status", str(copy)).stdout
+    assert "R22_S12" in text and "0/2" in text and "node-hours" in text
+
+
+def test_status_watch_stops_when_the_campaign_is_finished(out):
+    proc = dc2flow("status", str(out), "--watch", "0.1")
+    assert proc.returncode == 0 and proc.stdout.count("visit  expected") == 1 and "2/2 100.0%" in proc.stdout
+
+
+def test_validation_figures_fill_the_columns_and_queries_answer(out, tmp_path):
+    image = str(next((out / "00001001").glob("eimage_*-R22_S11-*.fits")))
+    validation = tmp_path / "R22_S11.json"
+    validation.write_text(json.dumps({
+        "visit": 1001, "det_name": "R22_S11", "band": "r", "status": "flagged", "flags": ["astrometry"],
+        "n_truth": 120, "n_detected": 110, "n_matched": 105, "astrometry_median_px": 0.6,
+        "astrometry_median_arcsec": 0.12, "photometry_slope": 1.01, "photometry_median_dmag": 0.02,
+        "psf_fwhm_arcsec": 0.81, "psf_fwhm_model_arcsec": 0.8, "sky_e_per_px": 1000.5,
+        "sky_model_e_per_px": 1000.0, "thresholds": {"astrometry_median_px": 0.5}}))
+    record = tmp_path / "rec.json"
+    proc = dc2flow("record", image, "--outdir", str(out), "--validation", str(validation), "--bundle", "b0007",
+                   "--benchmark", str(tmp_path / "absent.tsv"), "--out", str(record))
+    assert proc.returncode == 0, proc.stderr
+    other = registry.make_record(str(next((out / "00001001").glob("eimage_*-R22_S12-*.fits"))), out)
+    registry.write_record(tmp_path / "other.json", other)
+    url = f"sqlite:///{tmp_path}/reg.sqlite"
+    assert registry.register([record, tmp_path / "other.json"], url) == 2
+    row = next(r for r in rows(url) if r["det_name"] == "R22_S11")
+    assert row["validation_status"] == "flagged" and json.loads(row["validation_flags"]) == ["astrometry"]
+    assert row["n_matched"] == 105 and row["psf_fwhm_arcsec"] == 0.81 and row["bundle"] == "b0007"
+    assert row["runtime_s"] is None and row["max_rss_mb"] is None     # no benchmark record: NULL
+
+    cols, found = registry.query(url, "failed_validation")
+    assert [r[:2] for r in found] == [(1001, "R22_S11")]
+    _, found = registry.query(url, "config_hash", row["config_hash"])
+    assert len(found) == 2
+    _, found = registry.query(url, "config_hash", "0000000000000000")
+    assert found == []
+    registry.add_problem(url, 1001, "R22_S12", "artifact", "a streak", ["artifact"], 100)
+    text = dc2flow("query", "--db", url, "--problems").stdout
+    assert "a streak" in text and "(1 rows)" in text
+    text = dc2flow("query", "--db", url, "--core-hours-by-band").stdout
+    assert text.splitlines()[0].split() == ["band", "images", "core_hours"] and "\nr " in text
+    text = dc2flow("query", "--db", url, "--failed-validation").stdout
+    assert "R22_S11" in text and "R22_S12" not in text
+
+
+def test_a_bad_record_changes_nothing(out, tmp_path):
+    url = f"sqlite:///{tmp_path}/reg.sqlite"
+    good = next((out / "registry" / "records").rglob("*.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"record_version": 1, "visit": 1}))
+    with pytest.raises(RegistryError, match=r"bad\.json: missing key .*rerun dc2flow record"):
+        registry.register([good, bad], url)
+    assert rows(url) == []
+    proc = dc2flow("register", str(bad), "--db", url)
+    assert proc.returncode == 1 and proc.stderr.startswith("dc2flow register: error: ")
+
+
+def test_bad_database_url_is_named():
+    with pytest.raises(RegistryError, match="nosuchdb://x: cannot open the registry database"):
+        registry.connect("nosuchdb://x")
+
+
+def test_problem_fields_are_checked():
+    ok = dict(categories=["artifact"], max_comment_chars=10)
+    registry.check_problem(1001, "R22_S11", "artifact", "short", **ok)
+    for args, field in [((-1, "R22_S11", "artifact", ""), "visit"), ((1, "R2_S11", "artifact", ""), "det_name"),
+                        ((1, "R22_S11", "nope", ""), "category"), ((1, "R22_S11", "artifact", "x" * 11), "comment")]:
+        with pytest.raises(RegistryError, match=f"^{field}: "):
+            registry.check_problem(*args, **ok)
+
+
+def test_progress_bar():
+    assert registry.progress_bar(1, 4, width=8) == "[##......] 1/4  25.0%"
+    assert registry.progress_bar(0, 0, width=4) == "[####] 0/0 100.0%"
+
+
+# --- the same code on a real PostgreSQL (Debian's postgresql package, a throwaway cluster) ----------
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory):
+    import glob
+    import shutil as sh
+    import socket
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    bindir = os.path.dirname(bins[-1])
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="dc2flow-pg-"))  # not under pytest's 0700 tree: postgres must enter it
+    data = top / "data"
+    data.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the cluster as the postgres user
+        os.chmod(top, 0o755)
+        sh.chown(data, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*cmd):
+        return subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=120)
+
+    proc = run(f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    assert proc.returncode == 0, proc.stderr
+    proc = run(f"{bindir}/pg_ctl", "-D", str(data), "-w", "-l", str(data / "server.log"), "-o",
+               f"-h 127.0.0.1 -p {port} -k {data}", "start")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    run(f"{bindir}/pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+    sh.rmtree(top, ignore_errors=True)
+
+
+def test_postgresql_registry_takes_the_same_records(out, postgres_url):
+    records = sorted(map(str, (out / "registry" / "records").rglob("*.json")))
+    assert registry.register(records, postgres_url) == len(REGISTRY_SENSORS)
+    assert registry.register(records, postgres_url) == len(REGISTRY_SENSORS)   # upsert: no duplicates
+    sqlite_rows = sorted(rows(registry.default_url(out)), key=lambda r: r["det_name"])
+    pg_rows = sorted(rows(postgres_url), key=lambda r: r["det_name"])
+    assert pg_rows == sqlite_rows
+    _, found = registry.query(postgres_url, "core_hours_by_band")
+    assert found[0][:2] == ("r", 2)
+    registry.add_problem(postgres_url, 1001, "R22_S11", "artifact", "seen on PostgreSQL", ["artifact"], 100)
+    _, found = registry.query(postgres_url, "problems")
+    assert found[0][4] == "seen on PostgreSQL"
+
+
+def test_concurrent_merges_on_the_driver_host_lose_nothing(out, tmp_path):
+    """Several register_visit jobs run side by side on the driver host: WAL + busy timeout serialise them."""
+    template = json.loads(next((out / "registry" / "records").rglob("*.json")).read_text())
+    from dc2flow.camera import DET_NAMES
+
+    batches = []
+    for visit in range(4):
+        paths = []
+        for det_name in DET_NAMES:
+            path = tmp_path / f"{visit}" / f"{det_name}.json"
+            registry.write_record(path, {**template, "visit": 2000 + visit, "det_name": det_name})
+            paths.append(str(path))
+        batches.append(paths)
+    url = f"sqlite:///{tmp_path}/reg.sqlite"
+    # no tables yet: the first merges of a campaign race to create them
+    procs = [subprocess.Popen([sys.executable, "-m", "dc2flow.cli", "register", *paths, "--db", url],
+                              stderr=subprocess.PIPE, text=True, env=env_with_venv()) for paths in batches * 2]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    found = rows(url)
+    assert len(found) == 4 * 189 and len({(r["visit"], r["det_name"]) for r in found}) == 4 * 189

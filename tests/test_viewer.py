@@ -1,0 +1,202 @@
+"""The eyeball viewer: safety of every request (Flask test client) and a real headless browser session."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from conftest import ON_CI, REPO, env_with_venv
+from dc2flow import registry
+from dc2flow.viewer import create_app, resolve_image
+
+NAME = "eimage_00001001-0-r-R22_S11-det094.fits"
+REL = f"00001001/{NAME}"
+CATEGORIES = ["artifact", "other"]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A tiny output root: one small eimage and its truth table, and a secret file beside the root."""
+    out = tmp_path / "out"
+    (out / "00001001").mkdir(parents=True)
+    pixels = np.random.default_rng(1).normal(100.0, 10.0, (200, 180)).astype(np.float32)
+    pixels[50:53, 60:63] += 5000.0
+    fits.PrimaryHDU(pixels).writeto(out / REL, checksum=True)
+    with gzip.open(out / "00001001" / NAME.replace("eimage_", "centroid_").replace(".fits", ".txt.gz"), "wt") as fh:
+        fh.write("id\tobj_index\tobj_type\tra_deg\tdec_deg\tx\ty\tflux\tflux_drawn\tmethod\n")
+        fh.write("s1\t0\tstar\t55.0\t-30.0\t62.0\t52.0\t45000.0\t45000.0\tfft\n")
+    (tmp_path / "secret.fits").write_bytes(b"not for the web")
+    return out
+
+
+@pytest.fixture
+def client(root, tmp_path):
+    app = create_app(root, f"sqlite:///{tmp_path}/reg.sqlite", CATEGORIES, 50)
+    return app.test_client()
+
+
+def _token(client) -> str:
+    page = client.get("/sensor", query_string={"path": REL})
+    assert page.status_code == 200
+    return re.search(r'name="token" value="([^"]+)"', page.text).group(1)
+
+
+def test_page_image_and_stretches(client):
+    first = client.get("/")
+    assert first.status_code == 303 and "sensor?path=" in first.headers["Location"]
+    page = client.get(first.headers["Location"])
+    assert page.status_code == 200 and 'id="sensor-image"' in page.text
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    pngs = {}
+    for stretch in ("zscale", "linear", "asinh"):
+        for overlay in ("0", "1"):
+            resp = client.get("/image.png", query_string={"path": REL, "stretch": stretch, "overlay": overlay})
+            assert resp.status_code == 200 and resp.mimetype == "image/png" and resp.data[:8] == b"\x89PNG\r\n\x1a\n"
+            pngs[stretch, overlay] = resp.data
+    assert len(set(pngs.values())) == 6
+
+
+@pytest.mark.parametrize("path,code", [
+    ("../secret.fits", 403),                                  # '..'
+    ("00001001/../../secret.fits", 403),
+    ("/etc/passwd", 403),                                     # absolute
+    ("00001001/eimage_00001001-0-r-R22_S12-det095.fits", 404),  # well formed, absent
+    ("00001001/centroid_00001001-0-r-R22_S11-det094.txt.gz", 400),  # not an image
+    ("", 400),
+    ("00001001/eimage_x.fits; rm -rf /", 400),
+])
+def test_paths_outside_the_images_are_refused(client, path, code):
+    for url in ("/image.png", "/sensor"):
+        assert client.get(url, query_string={"path": path}).status_code == code, (url, path)
+
+
+def test_symlink_escaping_the_root_is_refused(client, root, tmp_path):
+    (root / "00001002").mkdir()
+    link = root / "00001002" / "eimage_00001002-0-r-R22_S11-det094.fits"
+    link.symlink_to(tmp_path / "secret.fits")
+    resp = client.get("/image.png", query_string={"path": "00001002/" + link.name})
+    assert resp.status_code == 403 and b"not for the web" not in resp.data
+    with pytest.raises(registry.RegistryError, match="outside the output root"):
+        resolve_image(root, "00001002/" + link.name)
+
+
+def test_bad_view_options_are_refused(client):
+    assert client.get("/image.png", query_string={"path": REL, "stretch": "log"}).status_code == 400
+    assert client.get("/sensor", query_string={"path": REL, "overlay": "2"}).status_code == 400
+
+
+def test_problem_reports_are_validated_and_stored(client, tmp_path):
+    token = _token(client)
+    good = {"token": token, "visit": "1001", "det_name": "R22_S11", "category": "artifact", "comment": "a ghost"}
+    assert client.post("/problems", data=good).status_code == 303
+    for bad in ({"category": "nonsense"}, {"comment": "x" * 51}, {"visit": "10a"}, {"visit": "123456789"},
+                {"det_name": "R22_S1"}, {"det_name": "../R22"}, {"extra": "1"}):
+        assert client.post("/problems", data={**good, **bad}).status_code == 400, bad
+    assert client.post("/problems", data={**good, "token": "forged"}).status_code == 403
+    assert client.post("/problems", data=good, headers={"Origin": "http://evil.example"}).status_code == 403
+    listing = client.get("/problems")
+    assert listing.status_code == 200 and "a ghost" in listing.text
+    _, found = registry.query(f"sqlite:///{tmp_path}/reg.sqlite", "problems")
+    assert [(r[1], r[2], r[3], r[4]) for r in found] == [(1001, "R22_S11", "artifact", "a ghost")]
+
+
+def test_comment_is_escaped_in_the_listing(client):
+    token = _token(client)
+    form = {"token": token, "visit": "1001", "det_name": "R22_S11", "category": "other", "comment": "<script>x</script>"}
+    assert client.post("/problems", data=form).status_code == 303
+    assert "<script>x</script>" not in client.get("/problems").text
+
+
+# --- a real browser -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chromium():
+    script = REPO / "scripts" / "install-chromium.sh"
+    if not os.path.exists(CHROMIUM):
+        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            reason = f"{script.name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+            pytest.fail(reason) if ON_CI else pytest.skip(reason)
+    return CHROMIUM
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def viewer(registered_campaign, tmp_path_factory):
+    """``dc2flow viewer`` serving the registered campaign, as a user starts it."""
+    out = registered_campaign / "out"
+    db = f"sqlite:///{tmp_path_factory.mktemp('viewer')}/reg.sqlite"
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "dc2flow.cli", "viewer", str(out), "--db", db, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_with_venv())
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(base + "/problems", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"viewer did not start:\n{proc.stdout.read()}")
+            time.sleep(0.2)
+    yield base, db
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_browser_session(chromium, viewer, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    base, db = viewer
+    loaded = "img => img.complete && img.naturalWidth > 0"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 1150})
+        t0 = time.monotonic()
+        page.goto(base + "/")
+        image = page.locator("#sensor-image")
+        page.wait_for_function(f"({loaded})(document.getElementById('sensor-image'))", timeout=60_000)
+        print(f"viewer page with its image loaded in {time.monotonic() - t0:.2f} s")
+        assert "visit 1001" in page.locator("#title").inner_text()
+        src = image.get_attribute("src")
+        before = page.request.get(base + src).body()
+        if os.environ.get("DC2FLOW_SCREENSHOT"):
+            page.screenshot(path=os.environ["DC2FLOW_SCREENSHOT"], full_page=True)
+
+        page.click("#stretch-asinh")
+        page.wait_for_url(re.compile(r"stretch=asinh"))
+        page.wait_for_function(f"({loaded})(document.getElementById('sensor-image'))", timeout=60_000)
+        src2 = image.get_attribute("src")
+        assert "stretch=asinh" in src2 and src2 != src
+        assert page.request.get(base + src2).body() != before
+
+        title = page.locator("#title").inner_text()
+        page.select_option("#category", "bad-psf")
+        page.fill("#comment", "PSF looks doubled in the corner")
+        page.click("#submit-problem")
+        page.wait_for_url(re.compile(r"/problems$"))
+        row = page.locator("#problems tr").nth(1).inner_text()
+        assert "bad-psf" in row and "PSF looks doubled in the corner" in row and title.split(" · ")[1] in row
+        browser.close()
+    _, found = registry.query(db, "problems")
+    assert [(r[1], r[3], r[4]) for r in found] == [(1001, "bad-psf", "PSF looks doubled in the corner")]
