@@ -111,11 +111,8 @@ def physics_options(config: dict) -> dict:
     return {k: copy.deepcopy(config[k]) for k in PHYSICS_SECTIONS}
 
 
-def parse_options(text: str | None) -> dict:
-    """Physics options from JSON text, ``@file`` (JSON/YAML) or None (the defaults), validated."""
-    defaults = load()
-    if not text:
-        return physics_options(defaults)
+def _read_options(text: str, what: str, allowed=None) -> dict:
+    """A mapping from an ``--options`` value: JSON text or ``@file`` (JSON/YAML)."""
     if text.startswith("@"):
         given = read_yaml(text[1:])
     else:
@@ -124,7 +121,16 @@ def parse_options(text: str | None) -> dict:
         except json.JSONDecodeError as exc:
             raise ConfigError("--options", text[:60], f"not valid JSON: {exc.msg}") from None
     if not isinstance(given, dict):
-        raise ConfigError("--options", given, "must be a mapping of sections", list(PHYSICS_SECTIONS))
+        raise ConfigError("--options", given, f"must be a mapping of {what}", allowed)
+    return given
+
+
+def parse_options(text: str | None) -> dict:
+    """Physics options from JSON text, ``@file`` (JSON/YAML) or None (the defaults), validated."""
+    defaults = load()
+    if not text:
+        return physics_options(defaults)
+    given = _read_options(text, "sections", list(PHYSICS_SECTIONS))
     unknown = sorted(set(given) - set(PHYSICS_SECTIONS))
     if unknown:
         raise ConfigError(unknown[0], given[unknown[0]], "not a physics section", list(PHYSICS_SECTIONS))
@@ -139,16 +145,7 @@ def section_options(text: str | None, section: str) -> dict:
     """
     if not text:
         return load()[section]
-    if text.startswith("@"):
-        given = read_yaml(text[1:])
-    else:
-        try:
-            given = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError("--options", text[:60], f"not valid JSON: {exc.msg}") from None
-    if not isinstance(given, dict):
-        raise ConfigError("--options", given, f"must be a mapping of {section} keys")
-    return load(overrides={section: given})[section]
+    return load(overrides={section: _read_options(text, f"{section} keys")})[section]
 
 
 def options_json(options: dict) -> str:
