@@ -25,6 +25,9 @@ demo: venv
 	@echo
 	@echo "Images of raft R22 for visit 1001:"
 	@ls -1 $(DEMO)/results/00001001/eimage_*.fits
+	@echo "Mosaic and validation figure: $(DEMO)/results/validation/00001001/{mosaic,summary}.png"
+	@$(BIN)/dc2flow status $(DEMO)/results
+	@echo "Look at the images: $(BIN)/dc2flow viewer $(DEMO)/results   (http://127.0.0.1:8765/)"
 
 # Tests marked serial measure wall time or load the whole machine: they run alone, after the rest.
 test: venv
