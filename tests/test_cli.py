@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,31 @@ def test_a_fixed_included_file_makes_the_record_stale(tmp_path):
     sub.write_text("object 1 10.0 -5.0 20.0 starSED/x.gz 0 0 0 0 0 0 point none none\n")
     fixed = run("--failure-record", str(record), "parse", str(catalog), *outs)
     assert fixed.returncode == 0, fixed.stderr
+
+
+def test_file_system_errors_are_not_recorded(tmp_path):
+    """A missing included file is an OSError behind the CatalogError: retried in full, never refused."""
+    catalog = tmp_path / "cat.txt"
+    catalog.write_text("rightascension 10\ndeclination -5\nmjd 60000\naltitude 80\nfilter 1\nrotskypos 0\n"
+                       "obshistid 9\nseed 9\nseeing 0.7\nvistime 30\nincludeobj objs.txt\n")
+    record = tmp_path / "rec.json"
+    outs = ["--visit-json", str(tmp_path / "v.json"), "--objects", str(tmp_path / "o.parquet"),
+            "--sources", str(tmp_path / "s.json")]
+    for _ in range(2):
+        proc = run("--failure-record", str(record), "parse", str(catalog), *outs)
+        assert proc.returncode == 1 and "included file not found" in proc.stderr and not record.exists()
+    (tmp_path / "objs.txt").write_text("object 1 10.0 -5.0 20.0 starSED/x.gz 0 0 0 0 0 0 point none none\n")
+    fixed = run("--failure-record", str(record), "parse", str(catalog), *outs)
+    assert fixed.returncode == 0, fixed.stderr
+
+
+def test_chmod_makes_the_record_stale(tmp_path):
+    """Fixing a file's permissions changes only its ctime: that is a change of input too."""
+    from dc2flow.io import file_stamp
+
+    f = tmp_path / "x"
+    f.write_text("x")
+    before = file_stamp(f)
+    time.sleep(0.05)                       # file systems with coarse (jiffy) time stamps
+    os.chmod(f, 0o600)
+    assert file_stamp(f) != before and file_stamp(tmp_path / "nope") == ""

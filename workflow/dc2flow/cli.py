@@ -10,7 +10,10 @@ With ``--failure-record FILE`` (the rules pass one per job), a verb that fails w
 input files to FILE; a retry of the same command on unchanged inputs then stops in well under a
 second with exit status 3 and the recorded message, instead of redoing the work to fail again.
 A job killed from outside (out of memory, ``scancel``, node failure) records nothing and is
-retried in full; a changed input (a fixed catalog) changes the fingerprint and runs again.
+retried in full, and so is an error caused by the file system (an ``OSError`` behind the
+``Dc2flowError``: a missing or unreadable file may be there on the next try); a changed input (a
+fixed catalog, or the included file the error names), ``chmod``, or another dc2flow version
+changes the fingerprint and runs again.
 """
 
 from __future__ import annotations
@@ -479,6 +482,17 @@ def _recorded_failure(record: str, fingerprint: str) -> dict | None:
     return data
 
 
+def _caused_by_os_error(exc: BaseException) -> bool:
+    """Whether an ``OSError`` is behind ``exc`` (its cause or context chain): not a science error."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _record_failure(record: str, verb: str, exc: Dc2flowError, fingerprint: str) -> None:
     import datetime
 
@@ -503,7 +517,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.failure_record:
         from .io import inputs_fingerprint
 
-        fingerprint = inputs_fingerprint([a for a in argv if a != args.failure_record])
+        from . import __version__
+
+        fingerprint = inputs_fingerprint([f"dc2flow=={__version__}", *(a for a in argv if a != args.failure_record)])
         prior = _recorded_failure(args.failure_record, fingerprint)
         if prior:
             print(f"dc2flow {args.verb}: error: not retried: this command failed with a science error on "
@@ -514,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except Dc2flowError as exc:
         print(f"dc2flow {args.verb}: error: {exc}", file=sys.stderr)
-        if args.failure_record:
+        if args.failure_record and not _caused_by_os_error(exc):
             _record_failure(args.failure_record, args.verb, exc, fingerprint)
         return EXIT_ERROR
     if args.failure_record and os.path.exists(args.failure_record):

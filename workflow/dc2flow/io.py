@@ -55,12 +55,13 @@ def derive_seed(*parts: object) -> int:
 
 
 def file_stamp(path: str | os.PathLike) -> str:
-    """``size:mtime_ns`` of a file or directory, or "" if it does not exist (cheap change detection)."""
+    """``size:mtime_ns:ctime_ns`` of a file or directory, or "" if it does not exist (cheap change
+    detection: a rewrite changes the mtime, a ``chmod`` or ``touch`` the ctime)."""
     try:
         st = os.stat(path)
     except OSError:
         return ""
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def inputs_fingerprint(argv: list[str]) -> str:
@@ -68,7 +69,7 @@ def inputs_fingerprint(argv: list[str]) -> str:
 
     A science error (a :class:`~dc2flow.errors.Dc2flowError`) is deterministic: the same command on
     the same inputs fails the same way.  This fingerprint (arguments, and each named path's size and
-    modification time) tells a retry whether anything it reads has changed since a recorded
+    modification and change times) tells a retry whether anything it reads has changed since a recorded
     failure, without reading the files.  Outputs do not exist when a job starts (Snakemake removes
     them), and a directory's mtime changes when a file is renamed into it.
     """
