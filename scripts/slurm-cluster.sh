@@ -11,9 +11,9 @@
 # The config is written to /etc/slurm/slurm.conf itself, not only pointed to by SLURM_CONF:
 # the slurm-jobstep executor strips SLURM_* variables before its inner srun, and a Slurm tool
 # that finds no config asks DNS for the controller (configless mode), which must never happen.
-# Accounting: slurmdbd on a private MariaDB (datadir, socket and TCP port 127.0.0.1:$DB_PORT in
-# the run dir), so `sacct` works: failure reasons such as OUT_OF_MEMORY, and the elapsed time and
-# CPUs of every job for node-hour figures.
+# Accounting: slurmdbd on a private MariaDB (datadir and socket in the run dir, TCP on
+# 127.0.0.1:$DB_PORT, a random password for slurmdbd's user, root only through the socket), so
+# `sacct` works: job states and failure reasons, and the elapsed time and CPUs of every job.
 set -euo pipefail
 
 RUN_DIR=${DC2FLOW_SLURM_DIR:-/tmp/dc2flow-slurm}
@@ -177,7 +177,8 @@ PidFile=$RUN_DIR/run/slurmdbd.pid
 StorageType=accounting_storage/mysql
 StorageHost=127.0.0.1
 StoragePort=$DB_PORT
-StorageUser=root
+StorageUser=slurm
+StoragePass=$(db_password)
 StorageLoc=slurm_acct_db
 EOF
     )
@@ -216,25 +217,48 @@ start_munged() {
     die "munged did not start"
 }
 
-# MariaDB for slurmdbd: a private datadir, listening on 127.0.0.1:$DB_PORT and a socket in the
-# run dir; root has no password and is reachable only from this machine.
+# The password of the database user slurmdbd connects as: random, made once, readable by root only.
+db_password() {
+    local file=$RUN_DIR/db.pass
+    if [[ ! -s $file ]]; then
+        (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$file")
+    fi
+    cat "$file"
+}
+
+sql() { mariadb --no-defaults --socket="$RUN_DIR/run/mysqld.sock" -uroot "$@"; }
+
+# MariaDB for slurmdbd: a private datadir (mode 700), listening on 127.0.0.1:$DB_PORT and a socket
+# in the run dir. Its root is reachable only as the OS root through the socket (unix_socket
+# authentication); slurmdbd connects as the user "slurm" with the password of db_password, which
+# may touch only the accounting database; the server reads and writes files nowhere else.
 start_mariadb() {
     live_pid mariadbd >/dev/null && return 0
-    if [[ ! -d $RUN_DIR/mysql/mysql ]]; then
-        mariadb-install-db --no-defaults --user=root --datadir="$RUN_DIR/mysql" \
-            --auth-root-authentication-method=normal --skip-test-db >"$RUN_DIR/log/mariadb-install.log" 2>&1 ||
+    local data=$RUN_DIR/mysql marker=$RUN_DIR/mysql/.dc2flow-accounts fresh=0
+    if [[ ! -e $marker ]]; then  # none yet, or one set up otherwise: the test cluster's data is disposable
+        rm -rf "$data"
+        mariadb-install-db --no-defaults --user=root --datadir="$data" --auth-root-authentication-method=socket \
+            --skip-test-db >"$RUN_DIR/log/mariadb-install.log" 2>&1 ||
             { tail -n 20 "$RUN_DIR/log/mariadb-install.log" >&2; die "mariadb-install-db failed"; }
+        chmod 700 "$data"
+        fresh=1
     fi
-    spawn mariadbd mariadbd --no-defaults --user=root --datadir="$RUN_DIR/mysql" \
+    mkdir -p "$RUN_DIR/mysql-files" && chmod 700 "$RUN_DIR/mysql-files"
+    spawn mariadbd mariadbd --no-defaults --user=root --datadir="$data" --secure-file-priv="$RUN_DIR/mysql-files" \
         --socket="$RUN_DIR/run/mysqld.sock" --pid-file="$RUN_DIR/run/mysqld.pid" --bind-address=127.0.0.1 \
         --port="$DB_PORT" --skip-name-resolve --log-error="$RUN_DIR/log/mariadb.err" --innodb-buffer-pool-size=32M
+    local up=0
     for _ in $(seq 100); do
-        mariadb --no-defaults --socket="$RUN_DIR/run/mysqld.sock" -uroot -e "select 1" >/dev/null 2>&1 && return 0
+        sql -e "select 1" >/dev/null 2>&1 && { up=1; break; }
         live_pid mariadbd >/dev/null || break
         sleep 0.1
     done
-    tail -n 20 "$RUN_DIR/log/mariadb.err" >&2 2>/dev/null || true
-    die "mariadbd did not start"
+    ((up)) || { tail -n 20 "$RUN_DIR/log/mariadb.err" >&2 2>/dev/null || true; die "mariadbd did not start"; }
+    if ((fresh)); then
+        sql -e "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$(db_password)';
+                GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';" || die "cannot create the database user"
+        touch "$marker"
+    fi
 }
 
 start_slurmdbd() {

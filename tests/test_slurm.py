@@ -81,10 +81,15 @@ def test_bundles_run_as_one_slurm_job_each(slurm_cluster, tiny_catalog, tmp_path
     # each bundle is one job in Slurm's accounting (sacct), which asked for its members' cores and
     # the planned memory, and ran them all
     ids = {bundle: jobs[0][0] for bundle, jobs in groups.items()}
-    acct = subprocess.run(["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,State,AllocCPUS,ReqMem",
-                           "--jobs", ",".join(ids.values())], capture_output=True, text=True, timeout=30)
-    assert acct.returncode == 0, acct.stderr
-    got = {line.split("|")[0]: line.split("|")[1:] for line in acct.stdout.splitlines()}
+    for _ in range(60):  # slurmdbd records a job's end a few seconds after slurmctld
+        acct = subprocess.run(["sacct", "--noheader", "--parsable2", "--allocations",
+                               "--format=JobID,State,AllocCPUS,ReqMem", "--jobs", ",".join(ids.values())],
+                              capture_output=True, text=True, timeout=30)
+        assert acct.returncode == 0, acct.stderr
+        got = {line.split("|")[0]: line.split("|")[1:] for line in acct.stdout.splitlines()}
+        if len(got) == len(ids) and all(v[0] == "COMPLETED" for v in got.values()):
+            break
+        time.sleep(0.5)
     assert set(got) == set(ids.values()), acct.stdout
     for bundle, slurm_id in ids.items():
         state, cpus, mem = got[slurm_id]
