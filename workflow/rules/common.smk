@@ -125,10 +125,14 @@ def render_mem_mb(wildcards, attempt):
     return int((req.mem_mb if req else BUNDLE["fallback_mem_gb"] * 1024) * _retry_scale(req, attempt))
 
 
+GROUP_TAIL_MIN = 3  # validate_sensor, record_sensor and finish_bundle ask 1 minute each after the renders
+
+
 def render_runtime_min(wildcards, attempt):
+    """Minutes; Snakemake adds a group's layers up, so the bundle's request stays within the time limit."""
     req = _request(wildcards)
     minutes = (req.runtime_min if req else BUNDLE["fallback_runtime_min"]) * BUNDLE["retry_memory_growth"] ** (attempt - 1)
-    return int(min(math.ceil(minutes), BUNDLE["time_limit_s"] / 60))
+    return int(max(1, min(math.ceil(minutes), BUNDLE["time_limit_s"] / 60 - GROUP_TAIL_MIN)))
 
 
 def bundle_images(wildcards):

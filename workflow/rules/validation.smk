@@ -6,6 +6,7 @@
 localrules:
     summarize_visit,  # reads a few JSON records: not worth a Slurm job
     plot_resources,  # reads small tables: not worth a Slurm job
+    cutout_sensor,  # on request, one image: seconds
 
 
 rule validate_sensor:
