@@ -75,36 +75,39 @@ def test_science_error_is_recorded_and_not_retried_on_unchanged_inputs(tmp_path)
     assert not record.exists() and (tmp_path / "v.json").exists()
 
 
-def test_a_fixed_included_file_makes_the_record_stale(tmp_path):
-    """The file an error names (an includeobj file) is part of the record: fixing it reruns."""
-    sub = tmp_path / "objs.txt"
-    sub.write_text("object 1 10.0 -5.0 notanumber starSED/x.gz 0 0 0 0 0 0 point none none\n")
+def _parse_with_record(tmp_path):
+    """A catalog that includes objs.txt, and a function running `parse` on it with a failure record."""
     catalog = tmp_path / "cat.txt"
     catalog.write_text("rightascension 10\ndeclination -5\nmjd 60000\naltitude 80\nfilter 1\nrotskypos 0\n"
                        "obshistid 9\nseed 9\nseeing 0.7\nvistime 30\nincludeobj objs.txt\n")
-    record = tmp_path / "rec.json"
     outs = ["--visit-json", str(tmp_path / "v.json"), "--objects", str(tmp_path / "o.parquet"),
             "--sources", str(tmp_path / "s.json")]
-    assert run("--failure-record", str(record), "parse", str(catalog), *outs).returncode == 1
-    assert run("--failure-record", str(record), "parse", str(catalog), *outs).returncode == 3
-    sub.write_text("object 1 10.0 -5.0 20.0 starSED/x.gz 0 0 0 0 0 0 point none none\n")
-    fixed = run("--failure-record", str(record), "parse", str(catalog), *outs)
+    return lambda: run("--failure-record", str(tmp_path / "rec.json"), "parse", str(catalog), *outs)
+
+
+GOOD_LINE = "object 1 10.0 -5.0 20.0 starSED/x.gz 0 0 0 0 0 0 point none none\n"
+
+
+def test_a_fixed_included_file_makes_the_record_stale(tmp_path):
+    """The file an error names (an includeobj file) is part of the record: fixing it reruns."""
+    parse = _parse_with_record(tmp_path)
+    (tmp_path / "objs.txt").write_text("object 1 10.0 -5.0 notanumber starSED/x.gz 0 0 0 0 0 0 point none none\n")
+    assert parse().returncode == 1
+    assert parse().returncode == 3
+    (tmp_path / "objs.txt").write_text(GOOD_LINE)
+    fixed = parse()
     assert fixed.returncode == 0, fixed.stderr
 
 
 def test_file_system_errors_are_not_recorded(tmp_path):
     """A missing included file is an OSError behind the CatalogError: retried in full, never refused."""
-    catalog = tmp_path / "cat.txt"
-    catalog.write_text("rightascension 10\ndeclination -5\nmjd 60000\naltitude 80\nfilter 1\nrotskypos 0\n"
-                       "obshistid 9\nseed 9\nseeing 0.7\nvistime 30\nincludeobj objs.txt\n")
-    record = tmp_path / "rec.json"
-    outs = ["--visit-json", str(tmp_path / "v.json"), "--objects", str(tmp_path / "o.parquet"),
-            "--sources", str(tmp_path / "s.json")]
+    parse = _parse_with_record(tmp_path)
     for _ in range(2):
-        proc = run("--failure-record", str(record), "parse", str(catalog), *outs)
-        assert proc.returncode == 1 and "included file not found" in proc.stderr and not record.exists()
-    (tmp_path / "objs.txt").write_text("object 1 10.0 -5.0 20.0 starSED/x.gz 0 0 0 0 0 0 point none none\n")
-    fixed = run("--failure-record", str(record), "parse", str(catalog), *outs)
+        proc = parse()
+        assert proc.returncode == 1 and "included file not found" in proc.stderr
+        assert not (tmp_path / "rec.json").exists()
+    (tmp_path / "objs.txt").write_text(GOOD_LINE)
+    fixed = parse()
     assert fixed.returncode == 0, fixed.stderr
 
 
