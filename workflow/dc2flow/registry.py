@@ -41,6 +41,7 @@ from typing import Any, Iterable
 
 from .errors import RegistryError
 from .io import sha256_file, write_json
+from .validation import BENCHMARK_FIELDS, read_benchmark  # noqa: F401 (one reader, shared)
 
 RECORD_VERSION = 1
 DET_NAME_RE = re.compile(r"^R\d\d_S\d\d$")
@@ -51,7 +52,6 @@ VALIDATION_FIELDS = ("status", "flags", "n_truth", "n_detected", "n_matched", "a
                      "psf_fwhm_model_arcsec", "sky_e_per_px", "sky_model_e_per_px")
 HEADER_FIELDS = {"DC2FLOW": "dc2flow_version", "GALSIM": "galsim_version", "CFGHASH": "config_hash",
                  "SEED": "seed", "CATSEED": "catalog_seed", "CONTAINR": "container_image"}
-BENCHMARK_FIELDS = {"s": "runtime_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_time_s"}
 
 
 def default_url(outdir: str | os.PathLike) -> str:
@@ -156,22 +156,6 @@ def _create_tables(engine) -> None:
 
 
 # --- per-sensor records (written on the compute node) -----------------------------------------------
-def read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:
-    """runtime_s, max_rss_mb, cpu_time_s from a Snakemake benchmark TSV (the last row); None when absent."""
-    out: dict[str, float | None] = {v: None for v in BENCHMARK_FIELDS.values()}
-    if not path or not os.path.exists(path):
-        return out
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
-    if rows:
-        for col, name in BENCHMARK_FIELDS.items():
-            try:
-                out[name] = float(rows[-1][col])
-            except (KeyError, TypeError, ValueError):
-                out[name] = None  # Snakemake writes "NA" when it could not measure
-    return out
-
-
 def read_validation(path: str | os.PathLike | None) -> dict[str, Any]:
     """The validation columns from a validation JSON (all None when no file is given).
 
