@@ -168,6 +168,9 @@ def test_visit_failed_before_rendering_has_a_row(out, tmp_path):
     assert status["totals"] == {"done": 2, "failed": 4, "running": 0, "missing": 0, "expected": 6}
     text = registry.format_status(status)
     assert "failed before rendering: catalog" in text and "2/6" in text and "100.0%" not in text
+    old = (copy / "bundles" / "campaign.csv").stat().st_mtime - 60    # an earlier campaign's visit: ignored
+    os.utime(copy / "logs" / "partition" / "00003003.log", (old, old))
+    assert [v["visit"] for v in registry.campaign_status(copy, tmp_path)["visits"]] == [1001, 2002]
 
 
 def test_status_watch_stops_when_the_campaign_is_finished(out):

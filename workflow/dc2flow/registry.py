@@ -483,12 +483,19 @@ def _pre_render_state(outdir: str, visit: int, markers: set[str]) -> tuple[str, 
 
 
 def _known_visits(outdir: str) -> set[int]:
-    """Visits named by a catalog/partition/estimate log or failure record."""
+    """Visits named by a catalog/partition/estimate log or failure record newer than the bundle plan.
+
+    Files older than the plan belong to visits the plan was made without: an earlier campaign's
+    (the plan is only made once every visit has its estimates).
+    """
+    plan = os.path.join(outdir, "bundles", "campaign.csv")
+    since = os.path.getmtime(plan) if os.path.exists(plan) else float("-inf")
     found = set()
     for stage in PRE_RENDER_STAGES:
         for path in glob.glob(os.path.join(outdir, "logs", stage, "[0-9]" * 8 + ".log")) + \
                 glob.glob(os.path.join(outdir, "failures", stage, "[0-9]" * 8 + ".json")):
-            found.add(int(os.path.basename(path).split(".")[0]))
+            if os.path.getmtime(path) >= since:
+                found.add(int(os.path.basename(path).split(".")[0]))
     return found
 
 
@@ -509,7 +516,8 @@ def campaign_status(outdir: str | os.PathLike, workdir: str | os.PathLike = ".")
     A driver killed mid-job leaves its markers, so its jobs show as running until Snakemake is
     run again in ``workdir`` (which clears them); a wrong ``workdir`` shows no job as running.
 
-    A visit with no rows in the bundle plan (or no plan yet) whose catalog, partition or estimate
+    A visit with no rows in the bundle plan (or no plan yet), named by a log or failure record
+    newer than the plan (older ones are an earlier campaign's), whose catalog, partition or estimate
     job failed (failure record, or log without marker or newer benchmark) gets ``stage`` =
     ``"failed before rendering: <stage>"``, and one still at those stages ``"running before
     rendering: <stage>"``; one whose early jobs all ended well but which is in no plan yet,
