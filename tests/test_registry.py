@@ -103,6 +103,76 @@ def test_status_counts_match_the_files(out, tmp_path):
     assert "R22_S12" in text and "0/2" in text and "node-hours" in text
 
 
+def _mark_incomplete(workdir: Path, output: str) -> None:
+    """An incomplete marker as Snakemake's own file persistence names it (its encoder, not ours)."""
+    from types import SimpleNamespace
+
+    from snakemake.persistence.file import FilePersistence
+
+    top = str(workdir / ".snakemake" / "incomplete")
+    path = FilePersistence._record_path(SimpleNamespace(_fetch_max_len=lambda subject: 255), top, output)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Path(path).write_text('{"external_jobid": null}')
+
+
+def test_killed_render_is_failed_and_only_a_marked_one_running(out, tmp_path):
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    copy = _copy(out, wd)                                    # wd/out, as Snakemake's outdir=out in wd
+    image = next((copy / "00001001").glob("eimage_*-R22_S12-*.fits"))
+    image.unlink()
+    next((copy / "benchmarks" / "render" / "00001001").glob("*-R22_S12-*.tsv")).unlink()
+    log = next((copy / "logs" / "render" / "00001001").glob("*-R22_S12-*.log"))
+    log.unlink()
+    log.write_text("INFO rendering\n")                      # killed (memory, scancel, node): no error line
+    status = registry.campaign_status(copy, wd)
+    assert status["totals"] == {"done": 1, "failed": 1, "running": 0, "missing": 0, "expected": 2}
+    assert status["visits"][0]["failed_sensors"] == ["R22_S12"]
+
+    _mark_incomplete(wd, os.path.relpath(image, wd))          # Snakemake runs it (again)
+    status = registry.campaign_status(copy, wd)
+    assert status["totals"] == {"done": 1, "failed": 0, "running": 1, "missing": 0, "expected": 2}
+    assert registry.campaign_status(copy, tmp_path)["totals"]["running"] == 0   # another workdir: no markers
+    proc = subprocess.run([sys.executable, "-m", "dc2flow.cli", "status", "out", "--json"], cwd=wd,
+                          capture_output=True, text=True, env=env_with_venv(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["totals"]["running"] == 1   # the current directory is the default workdir
+
+    m = registry.IMAGE_RE.match(image.name)                  # a science error recorded: failed, marker or not
+    failures = copy / "failures" / "render"
+    failures.mkdir(parents=True)
+    (failures / f"{m[1]}_{m[3]}_{m[4]}_{m[5]}.json").write_text("{}")
+    assert registry.campaign_status(copy, wd)["totals"]["failed"] == 1
+
+
+def test_incomplete_markers_decode_long_and_absolute_paths(tmp_path):
+    long = str(tmp_path / "out" / ("d" * 200) / ("e" * 200) / "eimage_00001001-0-r-R22_S11-det094.fits")
+    _mark_incomplete(tmp_path, long)
+    _mark_incomplete(tmp_path, "out/00001001/eimage_00001001-0-r-R22_S12-det095.fits")
+    assert registry.incomplete_outputs(tmp_path) == {
+        os.path.realpath(long), os.path.realpath(tmp_path / "out/00001001/eimage_00001001-0-r-R22_S12-det095.fits")}
+    assert registry.incomplete_outputs(tmp_path / "none") == set()
+
+
+def test_visit_failed_before_rendering_has_a_row(out, tmp_path):
+    copy = _copy(out, tmp_path)
+    (copy / "failures" / "catalog").mkdir(parents=True)
+    (copy / "failures" / "catalog" / "00002002.json").write_text("{}")
+    (copy / "logs" / "catalog" / "00002002.log").write_text("dc2flow parse: error: bad line\n")
+    (copy / "logs" / "partition" / "00003003.log").write_text("INFO partitioning\n")   # killed, no record
+    status = registry.campaign_status(copy, tmp_path)
+    rows_ = {v["visit"]: v for v in status["visits"]}
+    assert rows_[2002]["stage"] == "failed before rendering: catalog" and rows_[2002]["failed"] == 2
+    assert rows_[3003]["stage"] == "failed before rendering: partition" and rows_[3003]["expected"] == 2
+    assert rows_[1001]["stage"] == "" and rows_[1001]["done"] == 2
+    assert status["totals"] == {"done": 2, "failed": 4, "running": 0, "missing": 0, "expected": 6}
+    text = registry.format_status(status)
+    assert "failed before rendering: catalog" in text and "2/6" in text and "100.0%" not in text
+    old = (copy / "bundles" / "campaign.csv").stat().st_mtime - 60    # an earlier campaign's visit: ignored
+    os.utime(copy / "logs" / "partition" / "00003003.log", (old, old))
+    assert [v["visit"] for v in registry.campaign_status(copy, tmp_path)["visits"]] == [1001, 2002]
+
+
 def test_status_watch_stops_when_the_campaign_is_finished(out):
     proc = dc2flow("status", str(out), "--watch", "0.1")
     assert proc.returncode == 0 and proc.stdout.count("visit  expected") == 1 and "2/2 100.0%" in proc.stdout

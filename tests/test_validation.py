@@ -161,3 +161,40 @@ def test_cutout_size_box_and_bytes(scene, tmp_path):
     assert Image.open(io.BytesIO((tmp_path / "b.png").read_bytes())).size == (100, 50)
     cutout(scene["images"][DET], tmp_path / "c2.png", 4, "zscale")
     assert (tmp_path / "c2.png").read_bytes() == (tmp_path / "c.png").read_bytes()
+
+
+def _figures(**kw):
+    rec = {"n_bright_expected": 10, "n_bright": 10, "astrometry_median_px": 0.05, "photometry_slope": 0.0,
+           "photometry_median_dmag": 0.01, "psf_fwhm_arcsec": 0.8, "psf_fwhm_model_arcsec": 0.8,
+           "sky_e_per_px": 100.0, "sky_model_e_per_px": 100.0}
+    return {**rec, **kw}
+
+
+def test_unfittable_slope_is_skipped_not_flagged():
+    from dc2flow.validation import Thresholds, checks
+
+    t = Thresholds.defaults()
+    assert checks(_figures(photometry_slope=None), t) == ([], ["photometry_slope"])
+    assert checks(_figures(photometry_slope=None, photometry_median_dmag=5.0), t) == (["photometry"],
+                                                                                      ["photometry_slope"])
+    assert checks(_figures(), t) == ([], [])
+
+
+def test_isolation_is_the_same_rule_for_expected_and_matched():
+    from dc2flow.validation import ISOLATION_PX, isolated_stars
+
+    # crowded: each of 5 stars has a second detection ISOLATION_PX / 2 away; one lone star
+    xs = np.array([100.0, 300.0, 500.0, 700.0, 900.0, 2000.0])
+    xd = np.concatenate([xs, xs[:5] + ISOLATION_PX / 2])
+    yd = np.full(len(xd), 500.0)
+    assert isolated_stars(xs, np.full(6, 500.0), xd, yd).tolist() == [False] * 5 + [True]
+    assert isolated_stars(xs[:1], [500.0], xd[:1], yd[:1]).tolist() == [True]   # one detection: alone
+
+
+def test_benchmark_reader_takes_the_last_row(tmp_path):
+    from dc2flow.validation import read_benchmark
+
+    path = tmp_path / "b.tsv"
+    path.write_text("s\th:m:s\tmax_rss\tcpu_time\n10.0\t0:00:10\tNA\t9.0\n20.0\t0:00:20\t2048.0\t19.0\n")
+    assert read_benchmark(path) == {"runtime_s": 20.0, "max_rss_mb": 2048.0, "cpu_time_s": 19.0}
+    assert read_benchmark(tmp_path / "absent.tsv") == {"runtime_s": None, "max_rss_mb": None, "cpu_time_s": None}

@@ -45,7 +45,8 @@ def root(tmp_path):
 
 @pytest.fixture
 def client(root, tmp_path):
-    app = create_app(root, f"sqlite:///{tmp_path}/reg.sqlite", CATEGORIES, 50)
+    app = create_app(root, f"sqlite:///{tmp_path}/reg.sqlite", CATEGORIES, 50)   # 127.0.0.1:8765
+    app.config["SERVER_NAME"] = "127.0.0.1:8765"   # the test client's default Host header
     return app.test_client()
 
 
@@ -112,6 +113,29 @@ def test_problem_reports_are_validated_and_stored(client, tmp_path):
     assert listing.status_code == 200 and "a ghost" in listing.text
     _, found = registry.query(f"sqlite:///{tmp_path}/reg.sqlite", "problems")
     assert [(r[1], r[2], r[3], r[4]) for r in found] == [(1001, "R22_S11", "artifact", "a ghost")]
+
+
+def test_dns_rebinding_is_refused_by_the_host_check(client, root, tmp_path):
+    token = _token(client)
+    good = {"token": token, "visit": "1001", "det_name": "R22_S11", "category": "artifact", "comment": "a ghost"}
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "LOCALHOST:8765"):
+        assert client.get("/sensor", query_string={"path": REL}, headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example:8765", "evil.example", "127.0.0.1:8766", "localhost", ""):
+        assert client.get("/sensor", query_string={"path": REL}, headers={"Host": host}).status_code == 403, host
+    # a rebound page: its own name as Host and as Origin, so the Origin check alone would pass
+    rebound = {"Host": "evil.example:8765", "Origin": "http://evil.example:8765"}
+    assert client.post("/problems", data=good, headers=rebound).status_code == 403
+    assert client.get("/problems", headers=rebound).status_code == 403
+    _, found = registry.query(f"sqlite:///{tmp_path}/reg.sqlite", "problems")
+    assert found == []
+    # a non-loopback --host: that name only
+    app = create_app(root, f"sqlite:///{tmp_path}/reg2.sqlite", CATEGORIES, 50, host="viewer.example.org", port=9000)
+    other = app.test_client()
+    assert other.get("/problems", headers={"Host": "viewer.example.org:9000"}).status_code == 200
+    for host in ("localhost:9000", "127.0.0.1:9000", "evil.example:9000"):
+        assert other.get("/problems", headers={"Host": host}).status_code == 403, host
+    with pytest.raises(registry.RegistryError, match="every address"):
+        create_app(root, f"sqlite:///{tmp_path}/reg3.sqlite", CATEGORIES, 50, host="0.0.0.0")
 
 
 def test_comment_is_escaped_in_the_listing(client):

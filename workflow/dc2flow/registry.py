@@ -40,18 +40,18 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import RegistryError
+from .camera import N_SCIENCE_SENSORS
 from .io import sha256_file, write_json
+from .validation import BENCHMARK_FIELDS, read_benchmark  # noqa: F401 (one reader, shared)
 
 RECORD_VERSION = 1
 DET_NAME_RE = re.compile(r"^R\d\d_S\d\d$")
 IMAGE_RE = re.compile(r"^eimage_(\d{8})-(\d+)-([ugrizy])-(R\d\d_S\d\d)-det(\d{3})\.fits$")
-ERROR_LINE_RE = re.compile(r"^dc2flow [\w-]+: error: ")
 VALIDATION_FIELDS = ("status", "flags", "n_truth", "n_detected", "n_matched", "astrometry_median_px",
                      "astrometry_median_arcsec", "photometry_slope", "photometry_median_dmag", "psf_fwhm_arcsec",
                      "psf_fwhm_model_arcsec", "sky_e_per_px", "sky_model_e_per_px")
 HEADER_FIELDS = {"DC2FLOW": "dc2flow_version", "GALSIM": "galsim_version", "CFGHASH": "config_hash",
                  "SEED": "seed", "CATSEED": "catalog_seed", "CONTAINR": "container_image"}
-BENCHMARK_FIELDS = {"s": "runtime_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_time_s"}
 
 
 def default_url(outdir: str | os.PathLike) -> str:
@@ -156,22 +156,6 @@ def _create_tables(engine) -> None:
 
 
 # --- per-sensor records (written on the compute node) -----------------------------------------------
-def read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:
-    """runtime_s, max_rss_mb, cpu_time_s from a Snakemake benchmark TSV (the last row); None when absent."""
-    out: dict[str, float | None] = {v: None for v in BENCHMARK_FIELDS.values()}
-    if not path or not os.path.exists(path):
-        return out
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
-    if rows:
-        for col, name in BENCHMARK_FIELDS.items():
-            try:
-                out[name] = float(rows[-1][col])
-            except (KeyError, TypeError, ValueError):
-                out[name] = None  # Snakemake writes "NA" when it could not measure
-    return out
-
-
 def read_validation(path: str | os.PathLike | None) -> dict[str, Any]:
     """The validation columns from a validation JSON (all None when no file is given).
 
@@ -391,6 +375,9 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
 
 
 # --- campaign status from the files ------------------------------------------------------------------
+PRE_RENDER_STAGES = ("catalog", "partition", "estimate")
+
+
 @dataclass
 class VisitStatus:
     visit: int
@@ -398,10 +385,13 @@ class VisitStatus:
     failed: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    stage: str = ""          # e.g. "failed before rendering: catalog"; "" once the visit is in the plan
+    n_unnamed: int = 0       # sensors counted for a visit with no plan rows yet, whose names are unknown
+    unnamed_as: str = "missing"  # ... as "failed", "running" or "missing"
 
     @property
     def expected(self) -> int:
-        return len(self.done) + len(self.failed) + len(self.running) + len(self.missing)
+        return len(self.done) + len(self.failed) + len(self.running) + len(self.missing) + self.n_unnamed
 
 
 def expected_sensors(outdir: str | os.PathLike) -> tuple[dict[int, list[str]], dict[tuple[int, str], str], str]:
@@ -433,71 +423,170 @@ def expected_sensors(outdir: str | os.PathLike) -> tuple[dict[int, list[str]], d
     return out, bundles, source
 
 
-def _log_failed(path: str) -> bool:
-    """A render log whose last non-empty line is ``dc2flow <verb>: error: ...`` or a traceback's last line."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, os.path.getsize(path) - 4096))
-            lines = [l for l in fh.read().decode(errors="replace").splitlines() if l.strip()]
-    except OSError:
-        return False
-    if not lines:
-        return False
-    return bool(ERROR_LINE_RE.match(lines[-1])) or any(l.startswith("Traceback (most recent call last)") for l in lines)
+def incomplete_outputs(workdir: str | os.PathLike) -> set[str]:
+    """The outputs Snakemake marks as being made, from ``{workdir}/.snakemake/incomplete/``, as real paths.
+
+    Snakemake (9.x, ``snakemake/persistence/file.py``) writes one marker per output of a job it
+    starts and removes it when the job fails or finishes.  The marker's name is the output path as
+    the Snakefile wrote it (relative to the working directory, or absolute), urlsafe-base64 encoded;
+    a name longer than the file system allows is split into folders, every part but the last
+    starting with ``@``.  A driver killed mid-job leaves its markers until the next run there.
+    """
+    from base64 import urlsafe_b64decode
+
+    top = os.path.join(os.fspath(workdir), ".snakemake", "incomplete")
+    base = os.path.realpath(workdir)
+    out: set[str] = set()
+    for dirpath, _, files in os.walk(top):
+        rel = os.path.relpath(dirpath, top)
+        parts = [] if rel == "." else rel.split(os.sep)
+        if not all(p.startswith("@") for p in parts):
+            continue
+        for name in files:
+            if name == "migration_underway":
+                continue
+            try:
+                key = urlsafe_b64decode("".join(p[1:] for p in parts) + name).decode()
+            except (ValueError, UnicodeDecodeError):
+                continue
+            out.add(os.path.realpath(os.path.join(base, key)))
+    return out
 
 
-def _newest_plan(outdir: str) -> float:
+def _first(pattern: str) -> str | None:
+    found = sorted(glob.glob(pattern))
+    return found[0] if found else None
+
+
+def _finished_after(bench: str | None, log: str) -> bool:
+    """The benchmark record was written after the log: the job that wrote this log succeeded."""
+    return bench is not None and os.path.getmtime(bench) >= os.path.getmtime(log)
+
+
+def _pre_render_state(outdir: str, visit: int, markers: set[str]) -> tuple[str, str] | None:
+    """("failed" | "running", stage) of a visit's catalog/partition/estimate jobs; None: none ran or all ended."""
+    vd = f"{visit:08d}"
+    real = os.path.realpath(outdir)
+    made = {"catalog": os.path.join(real, "catalog", vd) + os.sep,
+            "partition": os.path.join(real, "partitions", vd) + os.sep,
+            "estimate": os.path.join(real, "estimates", f"{vd}.tsv")}
+    for stage in PRE_RENDER_STAGES:
+        if os.path.exists(os.path.join(outdir, "failures", stage, f"{vd}.json")):
+            return "failed", stage
+        if any(m.startswith(made[stage]) or m == made[stage] for m in markers):
+            return "running", stage
+        log = os.path.join(outdir, "logs", stage, f"{vd}.log")
+        bench = os.path.join(outdir, "benchmarks", stage, f"{vd}.tsv")
+        if os.path.exists(log) and not _finished_after(bench if os.path.exists(bench) else None, log):
+            return "failed", stage   # a log, no marker, no newer benchmark: killed or failed
+    return None
+
+
+def _known_visits(outdir: str) -> set[int]:
+    """Visits named by a catalog/partition/estimate log or failure record newer than the bundle plan.
+
+    Files older than the plan belong to visits the plan was made without: an earlier campaign's
+    (the plan is only made once every visit has its estimates).
+    """
     plan = os.path.join(outdir, "bundles", "campaign.csv")
-    return os.path.getmtime(plan) if os.path.exists(plan) else 0.0
+    since = os.path.getmtime(plan) if os.path.exists(plan) else float("-inf")
+    found = set()
+    for stage in PRE_RENDER_STAGES:
+        for path in glob.glob(os.path.join(outdir, "logs", stage, "[0-9]" * 8 + ".log")) + \
+                glob.glob(os.path.join(outdir, "failures", stage, "[0-9]" * 8 + ".json")):
+            if os.path.getmtime(path) >= since:
+                found.add(int(os.path.basename(path).split(".")[0]))
+    return found
 
 
-def campaign_status(outdir: str | os.PathLike) -> dict:
+def campaign_status(outdir: str | os.PathLike, workdir: str | os.PathLike = ".") -> dict:
     """Progress of a campaign from its files: per visit done/failed/running/missing sensors and totals.
 
-    A sensor is *done* when its FITS image exists, *failed* when its render log ends with a
-    ``dc2flow render: error:`` line (or holds a traceback) and no image exists, *running* when
-    it has a log newer than the bundle plan but no benchmark record yet (Snakemake writes that
-    when the job ends), and *missing* otherwise (e.g. an image deleted after its job finished).
-    Snakemake's own incomplete markers live in the working directory's ``.snakemake/``, which
-    the output root does not know, so they are not read.  ``job_hours`` sums the render jobs'
-    benchmark wall times (one core each); ``node_hours`` sums, per bundle, the longest member's
-    wall time (members run side by side on one node).
+    A sensor is
+
+    - *done* when its FITS image exists;
+    - *failed* when its failure record (``failures/render/{visit}_{band}_{det_name}_{det_num}.json``,
+      written by ``dc2flow --failure-record`` on a science error) exists, or when it has a render
+      log but no Snakemake incomplete marker and no benchmark record newer than the log (the job
+      ended without success: an error, or killed for memory, by ``scancel`` or with its node);
+    - *running* when Snakemake's incomplete marker for its image exists in
+      ``{workdir}/.snakemake/incomplete/`` (see :func:`incomplete_outputs`);
+    - *missing* otherwise (not started, or its image deleted after its job succeeded).
+
+    A driver killed mid-job leaves its markers, so its jobs show as running until Snakemake is
+    run again in ``workdir`` (which clears them); a wrong ``workdir`` shows no job as running.
+
+    A visit with no rows in the bundle plan (or no plan yet), named by a log or failure record
+    newer than the plan (older ones are an earlier campaign's), whose catalog, partition or estimate
+    job failed (failure record, or log without marker or newer benchmark) gets ``stage`` =
+    ``"failed before rendering: <stage>"``, and one still at those stages ``"running before
+    rendering: <stage>"``; one whose early jobs all ended well but which is in no plan yet,
+    ``"not in the bundle plan yet"``.  Its sensors count as failed, running or missing: the ones
+    named by its partition files, else as many as the largest planned visit (189 when none is), so
+    the totals and the progress bar do not read 100 % while a visit has not rendered.
+
+    ``job_hours`` sums the render jobs' benchmark wall times (one core each); ``node_hours`` sums,
+    per bundle, the longest member's wall time (members run side by side on one node).
     """
     outdir = os.fspath(outdir)
     expected, bundles, source = expected_sensors(outdir)
+    markers = incomplete_outputs(workdir)
+    real_out = os.path.realpath(outdir)
+    planned = {v for v, _ in bundles}
+    all_visits = sorted(set(expected) | _known_visits(outdir))
+    per_visit = max((len(expected[v]) for v in planned), default=0) or max(
+        (len(d) for d in expected.values()), default=0) or N_SCIENCE_SENSORS
     visits = []
     job_s = 0.0
     bundle_s: dict[str, float] = {}
-    for visit in sorted(expected):
+    for visit in all_visits:
         vd = f"{visit:08d}"
+        vs = VisitStatus(visit)
+        if visit not in planned and (pre := _pre_render_state(outdir, visit, markers)):
+            state, stage = pre
+            vs.stage = f"{state} before rendering: {stage}"
+            names = expected.get(visit, [])
+            (vs.failed if state == "failed" else vs.running).extend(names)
+            vs.n_unnamed, vs.unnamed_as = (0 if names else per_visit), state
+            visits.append(vs)
+            continue
+        if visit not in expected:   # its early jobs ended well, but it is in no plan (yet)
+            vs.stage, vs.n_unnamed = "not in the bundle plan yet", per_visit
+            visits.append(vs)
+            continue
         images = {m.group(4): p for p in glob.glob(os.path.join(outdir, vd, "eimage_*.fits"))
                   if (m := IMAGE_RE.match(os.path.basename(p)))}
-        vs = VisitStatus(visit)
-        for det_name in expected[visit]:
+        running = {m.group(4) for p in markers if os.path.dirname(p) == os.path.join(real_out, vd)
+                   and (m := IMAGE_RE.match(os.path.basename(p)))}
+        for det_name in expected.get(visit, []):
+            bench = _first(os.path.join(outdir, "benchmarks", "render", vd, f"*-{det_name}-det*.tsv"))
             if det_name in images:
                 vs.done.append(det_name)
-                bench = glob.glob(os.path.join(outdir, "benchmarks", "render", vd, f"*-{det_name}-det*.tsv"))
-                secs = read_benchmark(bench[0])["runtime_s"] if bench else None
+                secs = read_benchmark(bench)["runtime_s"] if bench else None
                 if secs is not None:
                     job_s += secs
                     b = bundles.get((visit, det_name), f"{visit}-{det_name}")
                     bundle_s[b] = max(bundle_s.get(b, 0.0), secs)
                 continue
-            logs = glob.glob(os.path.join(outdir, "logs", "render", vd, f"*-{det_name}-det*.log"))
-            bench = glob.glob(os.path.join(outdir, "benchmarks", "render", vd, f"*-{det_name}-det*.tsv"))
-            if logs and _log_failed(logs[0]):
+            log = _first(os.path.join(outdir, "logs", "render", vd, f"*-{det_name}-det*.log"))
+            if _first(os.path.join(outdir, "failures", "render", f"{vd}_*_{det_name}_*.json")):
                 vs.failed.append(det_name)
-            elif logs and not bench and os.path.getmtime(logs[0]) >= _newest_plan(outdir):
-                vs.running.append(det_name)  # started in this campaign, no benchmark record yet
+            elif det_name in running:
+                vs.running.append(det_name)
+            elif log and not _finished_after(bench, log):
+                vs.failed.append(det_name)
             else:
                 vs.missing.append(det_name)
         visits.append(vs)
     totals = {k: sum(len(getattr(v, k)) for v in visits) for k in ("done", "failed", "running", "missing")}
+    for v in visits:
+        totals[v.unnamed_as] += v.n_unnamed
     totals["expected"] = sum(v.expected for v in visits)
-    return {"outdir": outdir, "expected_from": source, "generated_utc": utc_now(),
-            "visits": [{"visit": v.visit, "expected": v.expected, "done": len(v.done), "failed": len(v.failed),
-                        "running": len(v.running), "missing": len(v.missing), "failed_sensors": v.failed,
-                        "missing_sensors": v.missing} for v in visits],
+    return {"outdir": outdir, "workdir": os.fspath(workdir), "expected_from": source, "generated_utc": utc_now(),
+            "visits": [{"visit": v.visit, "expected": v.expected,
+                        **{k: len(getattr(v, k)) + (v.n_unnamed if v.unnamed_as == k else 0)
+                           for k in ("done", "failed", "running", "missing")},
+                        "failed_sensors": v.failed, "missing_sensors": v.missing, "stage": v.stage} for v in visits],
             "totals": totals, "job_hours": round(job_s / 3600.0, 6), "node_hours": round(sum(bundle_s.values()) / 3600.0, 6)}
 
 
@@ -510,10 +599,10 @@ def progress_bar(done: int, total: int, width: int = 40) -> str:
 
 def format_status(status: dict) -> str:
     """The human-readable campaign status: one line per visit, totals, hours and a progress bar."""
-    lines = [f"{'visit':>8}  {'expected':>8}  {'done':>5}  {'failed':>6}  {'running':>7}  {'missing':>7}  failed sensors"]
+    lines = [f"{'visit':>8}  {'expected':>8}  {'done':>5}  {'failed':>6}  {'running':>7}  {'missing':>7}  failed sensors or stage"]
     for v in status["visits"]:
         lines.append(f"{v['visit']:>8}  {v['expected']:>8}  {v['done']:>5}  {v['failed']:>6}  {v['running']:>7}  "
-                     f"{v['missing']:>7}  {','.join(v['failed_sensors'])}")
+                     f"{v['missing']:>7}  {v.get('stage') or ','.join(v['failed_sensors'])}".rstrip())
     t = status["totals"]
     lines.append(f"{'total':>8}  {t['expected']:>8}  {t['done']:>5}  {t['failed']:>6}  {t['running']:>7}  {t['missing']:>7}")
     lines.append(f"render job-hours {status['job_hours']:.3f}, node-hours {status['node_hours']:.3f} "

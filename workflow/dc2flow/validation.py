@@ -32,9 +32,11 @@ two FWHMs, without the pixel, and is recorded as ``psf_fwhm_header_arcsec``).
 A check fails when its figure is outside the thresholds of the config section ``validation``;
 each failure adds a short name to ``flags`` (``matches``, ``astrometry``, ``photometry``, ``psf``,
 ``sky``) and the sensor's ``status`` becomes ``flagged``, logged at WARNING.  The star checks need
-``min_matches`` bright stars: when the truth table holds fewer (a sparse field) they are listed in
-``skipped`` instead; when it holds enough but fewer are matched, ``matches`` fails (see
-:func:`checks`).  The record is always
+``min_matches`` isolated bright stars: when the truth table holds fewer (a sparse or crowded field)
+they are listed in ``skipped`` instead; when it holds enough but fewer are matched, ``matches`` fails.
+``n_bright_expected`` counts the truth's bright stars isolated by the same rule as ``n_bright`` (an
+unmatched star at its WCS position), so the two compare like with like.  ``photometry_slope`` is
+skipped when it cannot be fitted (see :func:`checks`).  The record is always
 written (a JSON object, see :data:`RECORD_KEYS`), with the matched stars in a TSV beside it
 (:data:`STAR_COLUMNS`).
 
@@ -288,22 +290,22 @@ def measure_sensor(image: str | os.PathLike, truth: str | os.PathLike, threshold
     inside = (xt >= EDGE_PX) & (xt < nx - EDGE_PX) & (yt >= EDGE_PX) & (yt < ny - EDGE_PX)
     stars, xt, yt = stars[inside], xt[inside], yt[inside]
     flux_all = stars["flux"].to_numpy(float)
-    n_bright_expected = int(((flux_all >= thresholds.bright_flux_min_e) & (flux_all <= thresholds.bright_flux_max_e)).sum())
+    bright_all = (flux_all >= thresholds.bright_flux_min_e) & (flux_all <= thresholds.bright_flux_max_e)
     match = _match(xt, yt, xd, yd, thresholds.match_radius_arcsec / pixel_scale)
     ok = match >= 0
+    xt_all, yt_all = xt, yt
     stars, xt, yt, idx = stars[ok], xt[ok], yt[ok], match[ok]
     flux_true = stars["flux"].to_numpy(float)
     xm, ym = xd[idx], yd[idx]
 
     # isolation: no other detection within ISOLATION_PX
-    if len(xd) > 1 and len(idx):
-        from scipy.spatial import cKDTree
-
-        dist, _ = cKDTree(np.column_stack([xd, yd])).query(np.column_stack([xm, ym]), k=2)
-        isolated = dist[:, 1] > ISOLATION_PX
-    else:
-        isolated = np.ones(len(idx), dtype=bool)
+    isolated = isolated_stars(xm, ym, xd, yd)
     bright = (flux_true >= thresholds.bright_flux_min_e) & (flux_true <= thresholds.bright_flux_max_e) & isolated
+    # the bright stars one could match, isolated by the same rule (like with like): a matched star as
+    # above, an unmatched one when at most one detection lies within ISOLATION_PX of its WCS position
+    isolated_all = isolated_stars(xt_all, yt_all, xd, yd)
+    isolated_all[ok] = isolated
+    n_bright_expected = int((bright_all & isolated_all).sum())
 
     # photometry and PSF size of every matched star (bright ones drive the checks)
     apcorr = aperture_fraction(psf, pixel_scale, aperture_px)
@@ -346,13 +348,32 @@ def measure_sensor(image: str | os.PathLike, truth: str | os.PathLike, threshold
     return record, star_table
 
 
+def isolated_stars(x: np.ndarray, y: np.ndarray, xd: np.ndarray, yd: np.ndarray) -> np.ndarray:
+    """True where at most one detection (the star's own) lies within :data:`ISOLATION_PX` of ``(x, y)``.
+
+    The same rule counts the bright stars matched (``n_bright``, at their detected positions) and
+    those one could match (``n_bright_expected``, unmatched ones at their WCS positions).
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(xd) <= 1 or not len(x):
+        return np.ones(len(x), dtype=bool)
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(np.column_stack([xd, yd])).query(np.column_stack([x, y]), k=2)
+    return dist[:, 1] > ISOLATION_PX
+
+
 def checks(record: dict, t: Thresholds) -> tuple[list[str], list[str]]:
     """(failed, skipped): the names of the checks a record fails, and of those it cannot make.
 
     The star checks (astrometry, photometry, psf) need ``min_matches`` bright stars.  When the
-    truth table itself holds fewer (a sparse field), they are *skipped*, not failed; when it holds
-    enough but fewer are matched (e.g. a WCS far off, an empty image), ``matches`` fails.  A figure
-    that cannot be computed although the stars are there fails its check.
+    truth table itself holds fewer isolated bright stars (a sparse or crowded field), they are
+    *skipped*, not failed; when it holds enough but fewer are matched (e.g. a WCS far off, an empty
+    image), ``matches`` fails.  ``n_bright`` and ``n_bright_expected`` both count *isolated* bright
+    stars, so crowding alone does not fail ``matches``.  The photometric slope needs 3 stars over
+    more than 0.5 mag; without them it is ``None`` and ``photometry_slope`` is skipped (the median
+    ``dmag`` is still checked).  Any other figure that cannot be computed although the stars are
+    there fails its check.
     """
     def off(value, limit):
         return value is None or not abs(value) <= limit
@@ -365,8 +386,12 @@ def checks(record: dict, t: Thresholds) -> tuple[list[str], list[str]]:
             flags.append("matches")
         if off(record["astrometry_median_px"], t.astrometry_max_px):
             flags.append("astrometry")
-        if off(record["photometry_slope"], t.photometry_max_slope) or off(record["photometry_median_dmag"],
-                                                                          t.photometry_max_dmag):
+        if record["photometry_slope"] is None:
+            skipped.append("photometry_slope")  # < 3 good stars or magnitudes spanning <= 0.5 mag
+            slope_off = False
+        else:
+            slope_off = off(record["photometry_slope"], t.photometry_max_slope)
+        if slope_off or off(record["photometry_median_dmag"], t.photometry_max_dmag):
             flags.append("photometry")
         fwhm, model = record["psf_fwhm_arcsec"], record["psf_fwhm_model_arcsec"]
         if off(None if fwhm is None or not model else fwhm / model - 1.0, t.psf_fwhm_rtol):
@@ -700,7 +725,7 @@ def mosaic(images: Sequence[str | os.PathLike], out_png: str | os.PathLike, bin_
                         f"{stretch} {limits[0]:.0f}..{limits[1]:.0f} e-", fill=(230, 230, 230), font=large)
     if headers:
         _compass(draw, headers[0], (margin + 2.2 * sensor_px, margin + 1.6 * sensor_px), sensor_px, large)
-    data = _png_bytes(img)
+    data = display.encode_png(np.asarray(img))
     with atomic_output(out_png) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
     summary = {"size": [width, height], "sensors": placed, "limits": list(limits), "bin": bin_factor,
@@ -719,14 +744,6 @@ def _compass(draw, header, centre, sensor_px: float, font) -> None:
         tip = (centre[0] + d[0], centre[1] - d[1])                 # image rows grow downwards
         draw.line([centre, tip], fill=(0, 255, 120), width=max(1, int(sensor_px / 60)))
         draw.text((tip[0] + 0.15 * d[0], tip[1] - 0.15 * d[1]), label, fill=(0, 255, 120), font=font, anchor="mm")
-
-
-def _png_bytes(img) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False)
-    return buf.getvalue()
 
 
 def cutout(image: str | os.PathLike, out_png: str | os.PathLike, bin_factor: int = 4, stretch: str = "zscale",
@@ -759,15 +776,32 @@ def cutout(image: str | os.PathLike, out_png: str | os.PathLike, bin_factor: int
     return grey.shape[1], grey.shape[0]
 
 
-def _read_benchmark(path: str) -> tuple[float, float] | None:
-    with open(path) as fh:
-        header = fh.readline().rstrip("\n").split("\t")
-        values = fh.readline().rstrip("\n").split("\t")
-    row = dict(zip(header, values))
-    try:
-        return float(row["max_rss"]) / 1024.0, float(row["s"])
-    except (KeyError, ValueError):
-        return None   # "NA": the job ended before the first memory sample
+BENCHMARK_FIELDS = {"s": "runtime_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_time_s"}
+
+
+def read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:
+    """runtime_s, max_rss_mb, cpu_time_s from a Snakemake benchmark TSV; all None when there is no file.
+
+    Why the last row: Snakemake appends one row per benchmark repeat, and a job retried
+    (``--retries``) may leave an earlier attempt's row above the successful one; the last row is
+    the run that made the output.  A value is None where Snakemake wrote ``NA`` (the job ended
+    before the first memory sample) or the column is missing.  The registry and
+    :func:`plot_resources` both read benchmarks here.
+    """
+    import csv
+
+    out: dict[str, float | None] = {v: None for v in BENCHMARK_FIELDS.values()}
+    if not path or not os.path.exists(path):
+        return out
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    if rows:
+        for col, name in BENCHMARK_FIELDS.items():
+            try:
+                out[name] = float(rows[-1][col])
+            except (KeyError, TypeError, ValueError):
+                out[name] = None
+    return out
 
 
 def plot_resources(campaign_json: str | os.PathLike, estimates: Sequence[str | os.PathLike],
@@ -799,9 +833,9 @@ def plot_resources(campaign_json: str | os.PathLike, estimates: Sequence[str | o
         if not m or not os.path.exists(path):
             continue
         key = (int(m[1]), m[2])
-        measured = _read_benchmark(str(path))
-        if key in est and measured is not None:
-            points.append((*est[key], *measured))
+        bench = read_benchmark(path)
+        if key in est and bench["max_rss_mb"] is not None and bench["runtime_s"] is not None:
+            points.append((*est[key], bench["max_rss_mb"] / 1024.0, bench["runtime_s"]))
     with open(campaign_json) as fh:
         summary = json.load(fh)
     plt = _pyplot()

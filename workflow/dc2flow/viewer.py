@@ -14,7 +14,10 @@ Safety: it binds 127.0.0.1 unless told otherwise; it serves only eimage files un
 root (an absolute path, a ``..`` component or a symlink resolving outside the root is refused);
 every form field is checked (400 on bad input), problem reports need the page's token and, when
 the browser sends one, a same-origin ``Origin`` header (403 otherwise); nothing a request names is
-ever executed.
+ever executed.  Every request's ``Host`` header must name the server (:func:`allowed_hosts`; 403
+otherwise): a page on another site whose DNS name is rebound to 127.0.0.1 sends its own name as
+``Host``, so it can neither read the pages (and their token) nor pass the ``Origin`` check, which
+compares with the ``Host`` the request carries.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 
 from .display import STRETCHES, bin_image, encode_png, stretch_limits, to_grey
 from .errors import RegistryError
-from .registry import IMAGE_RE, add_problem, check_problem, connect, list_problems
+from .registry import IMAGE_RE, add_problem, connect, list_problems
 
 MAX_PNG_PIXELS = 1000          # the PNG's longer side is at most about this many pixels
 MAX_OVERLAY_OBJECTS = 3000     # brightest truth objects drawn in the overlay
@@ -139,13 +142,45 @@ table{border-collapse:collapse} td,th{border:1px solid #555;padding:.2em .5em}</
 <td>{{ p.comment }}</td><td>{{ p.created_utc }}</td></tr>{% endfor %}</table></body></html>"""
 
 
-def create_app(outdir: str | os.PathLike, db_url: str, categories: list[str], max_comment_chars: int):
-    """The Flask application serving ``outdir``'s images and recording problems in ``db_url``."""
+def allowed_hosts(host: str, port: int) -> set[str]:
+    """The ``Host`` header values the viewer answers, lower case.
+
+    On a loopback address: ``127.0.0.1:<port>``, ``localhost:<port>`` and ``[::1]:<port>`` (what a
+    browser on this machine, or through an ``ssh -L`` tunnel, sends).  On any other address: that
+    address or name only, as given to ``--host``.
+
+    Raises:
+        RegistryError: ``host`` is an unspecified address (``0.0.0.0``, ``::``), for which the
+            viewer cannot tell its own name from a rebound one.
+    """
+    import ipaddress
+
+    name = host.strip("[]").lower()
+    try:
+        addr = ipaddress.ip_address(name)
+    except ValueError:
+        addr = None
+    if addr is not None and addr.is_unspecified:
+        raise RegistryError("--host", "listening on every address leaves the Host header unchecked", host,
+                            "give the address or name clients use, or 127.0.0.1 and an ssh tunnel")
+    if name == "localhost" or (addr is not None and addr.is_loopback):
+        return {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+    return {f"[{name}]:{port}" if addr is not None and addr.version == 6 else f"{name}:{port}"}
+
+
+def create_app(outdir: str | os.PathLike, db_url: str, categories: list[str], max_comment_chars: int,
+               host: str = "127.0.0.1", port: int = 8765):
+    """The Flask application serving ``outdir``'s images and recording problems in ``db_url``.
+
+    ``host`` and ``port`` are where it is served: requests whose ``Host`` header is not in
+    :func:`allowed_hosts` are refused (403).
+    """
     from flask import Flask, Response, abort, redirect, render_template_string, request, url_for
 
     root = os.path.realpath(outdir)
     if not os.path.isdir(root):
         raise RegistryError(os.fspath(outdir), "not a directory", None, "give the campaign's output root")
+    hosts = allowed_hosts(host, port)
     engine = connect(db_url)
     token = secrets.token_urlsafe(32)
     app = Flask("dc2flow.viewer")
@@ -166,6 +201,11 @@ def create_app(outdir: str | os.PathLike, db_url: str, categories: list[str], ma
         if stretch not in STRETCHES or overlay not in ("0", "1"):
             abort(400, description=f"stretch must be one of {', '.join(STRETCHES)} and overlay 0 or 1")
         return stretch, int(overlay)
+
+    @app.before_request
+    def _check_host():
+        if request.headers.get("Host", "").lower() not in hosts:
+            abort(403, description=f"Host header not one of {', '.join(sorted(hosts))} (DNS rebinding?)")
 
     @app.after_request
     def _headers(resp):
@@ -217,10 +257,8 @@ def create_app(outdir: str | os.PathLike, db_url: str, categories: list[str], ma
         visit_text = form.get("visit", "")
         visit = int(visit_text) if re.fullmatch(r"\d{1,8}", visit_text) else visit_text
         try:
-            check_problem(visit, form.get("det_name"), form.get("category"), form.get("comment", ""),
-                          categories, max_comment_chars)
-            add_problem(engine, visit, form["det_name"], form["category"], form.get("comment", ""),
-                        categories, max_comment_chars)
+            add_problem(engine, visit, form.get("det_name"), form.get("category"), form.get("comment", ""),
+                        categories, max_comment_chars)   # checks every field first
         except RegistryError as exc:
             abort(400, description=str(exc))
         return redirect(url_for("problems"), 303)
@@ -232,6 +270,6 @@ def create_app(outdir: str | os.PathLike, db_url: str, categories: list[str], ma
 def serve(outdir: str | os.PathLike, db_url: str, categories: list[str], max_comment_chars: int,
           host: str = "127.0.0.1", port: int = 8765) -> None:
     """Run the viewer until interrupted (Flask's threaded server: a tool for a few people, not a site)."""
-    app = create_app(outdir, db_url, categories, max_comment_chars)
+    app = create_app(outdir, db_url, categories, max_comment_chars, host, port)
     print(f"dc2flow viewer: serving {os.path.realpath(outdir)} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     app.run(host=host, port=port, debug=False, threaded=True, use_reloader=False)
