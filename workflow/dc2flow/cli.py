@@ -206,7 +206,7 @@ def _cmd_status(args) -> None:
     from .registry import campaign_status, format_status
 
     while True:
-        status = campaign_status(args.outdir)
+        status = campaign_status(args.outdir, args.workdir)
         if args.json:
             print(json.dumps(status, indent=1))
         else:
@@ -425,11 +425,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--summary", help="also write the registered rows as TSV here (the rule's target)")
     s.set_defaults(func=_cmd_register)
 
-    s = sub.add_parser("status", help="campaign progress: per visit done/failed/missing sensors, hours",
+    s = sub.add_parser("status", help="campaign progress: per visit done/failed/running/missing sensors, hours",
                        description="Reads the output root's files: expected sensors from bundles/campaign.csv "
-                                   "(else partitions/), done = image present, failed = render log ending with a "
-                                   "'dc2flow render: error:' line, job- and node-hours from benchmark records.")
+                                   "(else partitions/). done = image present; failed = failure record "
+                                   "failures/render/{visit}_{band}_{det_name}_{det_num}.json, or a render log with "
+                                   "no incomplete marker and no newer benchmark (error, or killed: memory, scancel, "
+                                   "lost node); running = Snakemake's incomplete marker in WORKDIR/.snakemake/"
+                                   "incomplete/ (a driver killed mid-job leaves markers: running until Snakemake "
+                                   "next runs there); missing = the rest. A visit whose catalog, partition or "
+                                   "estimate job failed gets a row 'failed before rendering: <stage>' and counts as "
+                                   "failed sensors. Job- and node-hours from benchmark records.")
     s.add_argument("outdir")
+    s.add_argument("--workdir", default=".", help="the directory Snakemake runs in (its -d), for its incomplete "
+                                                   "markers [default: the current directory]")
     s.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     s.add_argument("--watch", type=float, metavar="SECONDS", help="repeat every SECONDS until all are done or failed")
     s.set_defaults(func=_cmd_status)
