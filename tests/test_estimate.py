@@ -33,6 +33,9 @@ def test_features_and_predictions(visit, tmp_path):
     assert path.read_text().splitlines()[0].split("\t") == list(ESTIMATE_COLUMNS)
     back = {r["sensor"]: r for r in read_estimates(path)}
     assert back["R22_S11"]["visit"] == 42 and back["R22_S11"]["mem_gb"] == pytest.approx(s11["mem_gb"], rel=1e-5)
+    floored = {r["sensor"]: r["mem_gb"] for r in estimate_visit(visit["visit"], visit["partitions"], model, 1e5,
+                                                                 job_overhead_gb=0.15, min_mem_gb=50.0)}
+    assert floored == {name: pytest.approx(50.15) for name in rows}     # the floor, then the overhead
 
 
 def test_linear_model_and_scales():

@@ -149,7 +149,7 @@ def test_out_of_memory_render_is_retried_with_more_memory(slurm_cluster, tiny_ca
     # A --configfile on the command line replaces the profile's `configfiles` (node.yaml): repeat it.
     config.write_text((PROFILE / "node.yaml").read_text()
                       + "  visit_overhead_gb: 0.0\n  retry_memory_growth: 10.0\n"
-                      + f"estimate:\n  model: {model}\n  job_overhead_gb: 0.0\n")
+                      + f"estimate:\n  model: {model}\n  job_overhead_gb: 0.0\n  min_mem_gb: 0.0\n")
     work = tmp_path / "wf"
     r = run(snakemake_cmd(work, tiny_catalog, ["R22_S11", "R22_S12"], "--configfile", str(config)),
             work, tmp_path / "snakemake.log")

@@ -80,7 +80,7 @@ def _cmd_estimate(args) -> None:
     sensors = [s for s in args.sensors.split(",") if s]
     parts = {name: os.path.join(args.partition_dir, f"{name}.parquet") for name in sensors}
     rows = estimate_visit(Visit.read_json(args.visit_json), parts, model, options["render"]["fft_flux_threshold"],
-                          args.job_overhead_gb)
+                          args.job_overhead_gb, args.min_mem_gb)
     write_estimates(args.out, rows)
 
 
@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="resource model JSON (from 'calibrate'); the packaged one if omitted")
     s.add_argument("--job-overhead-gb", type=float, required=True,
                    help="memory of the scheduler's processes in each job, added to mem_gb (GB)")
+    s.add_argument("--min-mem-gb", type=float, required=True,
+                   help="smallest prediction per sensor before the overhead (GB)")
     s.add_argument("--options", help=OPTIONS_HELP)
     s.set_defaults(func=_cmd_estimate)
 

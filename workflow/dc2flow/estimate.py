@@ -129,18 +129,20 @@ def sensor_features(partition_path: str | os.PathLike, det_name: str, fft_flux_t
 
 
 def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceModel,
-                   fft_flux_threshold: float, job_overhead_gb: float = 0.0) -> list[dict]:
+                   fft_flux_threshold: float, job_overhead_gb: float = 0.0,
+                   min_mem_gb: float = 0.0) -> list[dict]:
     """One row per sensor: visit, sensor, mem_gb, runtime_s and the features.
 
     ``mem_gb`` is what the sensor's job should request: the model's prediction for the render
-    command plus ``job_overhead_gb``, the memory of the scheduler's own processes in the job
+    command, at least ``min_mem_gb`` (the validation that follows the render in the same job asks
+    the same), plus ``job_overhead_gb``, the memory of the scheduler's own processes in the job
     (Snakemake runs inside every Slurm job step: ~130 MiB each, measured).
     """
     rows = []
     for det_name in sorted(partitions, key=lambda n: camera.get_sensor(n).det_num):
         feats = sensor_features(partitions[det_name], det_name, fft_flux_threshold)
         mem, run = model.predict({k: [v] for k, v in feats.items()})
-        rows.append({"visit": visit.visit, "sensor": det_name, "mem_gb": float(mem[0]) + job_overhead_gb,
+        rows.append({"visit": visit.visit, "sensor": det_name, "mem_gb": max(float(mem[0]), min_mem_gb) + job_overhead_gb,
                      "runtime_s": float(run[0]), **feats})
     return rows
 

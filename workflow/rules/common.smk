@@ -174,9 +174,10 @@ def all_validation():
 
 
 def validate_mem_mb(wildcards, attempt):
-    """~250 MB measured, but never more than the sensor's render asks: a bundle's job is as wide as
-    its widest layer (renders, then validations), so validations never raise its request."""
-    return min(384, render_mem_mb(wildcards, attempt))
+    """The render's request (at least estimate.min_mem_gb + the overhead: ~0.3 GB is needed), growing
+    with attempts: a bundle's job is as wide as its widest layer, so this never raises its request,
+    and a validation rerun alone (its render finished) still gets enough."""
+    return render_mem_mb(wildcards, attempt)
 
 
 # --- registry: per-sensor records, merged per visit on the driver host -------------------------

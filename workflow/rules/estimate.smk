@@ -18,8 +18,10 @@ rule estimate_visit:
         sensors=",".join(SENSORS),
         model=model_option(),
         job_overhead_gb=config["estimate"]["job_overhead_gb"],
+        min_mem_gb=config["estimate"]["min_mem_gb"],
         options=OPTIONS,
     shell:
         "dc2flow -v --failure-record {params.failure:q} estimate {input.visit:q} --partition-dir {params.partition_dir:q} --sensors {params.sensors}"
         " --out {output:q} {params.model} --job-overhead-gb {params.job_overhead_gb}"
+        " --min-mem-gb {params.min_mem_gb}"
         " --options {params.options:q} > {log:q} 2>&1"
