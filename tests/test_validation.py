@@ -192,7 +192,7 @@ def test_isolation_is_the_same_rule_for_expected_and_matched():
 
 
 def test_benchmark_reader_takes_the_last_row(tmp_path):
-    from dc2flow.validation import read_benchmark
+    from dc2flow.io import read_benchmark
 
     path = tmp_path / "b.tsv"
     path.write_text("s\th:m:s\tmax_rss\tcpu_time\n10.0\t0:00:10\tNA\t9.0\n20.0\t0:00:20\t2048.0\t19.0\n")

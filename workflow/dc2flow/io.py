@@ -1,4 +1,4 @@
-"""File helpers shared by every stage: atomic writes and content hashes.
+"""File helpers shared by every stage: atomic writes, content hashes and Snakemake benchmark records.
 
 Every output is written to a temporary name in its own directory and renamed into place, so a
 killed job never leaves a file that looks complete.
@@ -7,6 +7,7 @@ killed job never leaves a file that looks complete.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -80,3 +81,29 @@ def inputs_fingerprint(argv: list[str]) -> str:
         if path and not path.startswith("-"):
             digest.update(file_stamp(path).encode() + b"\0")
     return digest.hexdigest()
+
+
+BENCHMARK_FIELDS = {"s": "runtime_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_time_s"}
+
+
+def read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:
+    """runtime_s, max_rss_mb, cpu_time_s from a Snakemake benchmark TSV; all None when there is no file.
+
+    Why the last row: Snakemake appends one row per benchmark repeat, and a job retried
+    (``--retries``) may leave an earlier attempt's row above the successful one; the last row is
+    the run that made the output.  A value is None where Snakemake wrote ``NA`` (the job ended
+    before the first memory sample) or the column is missing.  The registry and
+    :func:`dc2flow.validation.plot_resources` both read benchmarks here.
+    """
+    out: dict[str, float | None] = {v: None for v in BENCHMARK_FIELDS.values()}
+    if not path or not os.path.exists(path):
+        return out
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    if rows:
+        for col, name in BENCHMARK_FIELDS.items():
+            try:
+                out[name] = float(rows[-1][col])
+            except (KeyError, TypeError, ValueError):
+                out[name] = None
+    return out

@@ -41,8 +41,7 @@ from typing import Any, Iterable
 
 from .errors import RegistryError
 from .camera import N_SCIENCE_SENSORS
-from .io import sha256_file, write_json
-from .validation import BENCHMARK_FIELDS, read_benchmark  # noqa: F401 (one reader, shared)
+from .io import read_benchmark, sha256_file, write_json
 
 RECORD_VERSION = 1
 DET_NAME_RE = re.compile(r"^R\d\d_S\d\d$")

@@ -62,7 +62,7 @@ import numpy as np
 
 from . import camera, display
 from .errors import RenderError, ValidationError
-from .io import atomic_output, write_json
+from .io import atomic_output, read_benchmark, write_json
 
 log = logging.getLogger(__name__)
 
@@ -774,34 +774,6 @@ def cutout(image: str | os.PathLike, out_png: str | os.PathLike, bin_factor: int
     with atomic_output(out_png) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
     return grey.shape[1], grey.shape[0]
-
-
-BENCHMARK_FIELDS = {"s": "runtime_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_time_s"}
-
-
-def read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:
-    """runtime_s, max_rss_mb, cpu_time_s from a Snakemake benchmark TSV; all None when there is no file.
-
-    Why the last row: Snakemake appends one row per benchmark repeat, and a job retried
-    (``--retries``) may leave an earlier attempt's row above the successful one; the last row is
-    the run that made the output.  A value is None where Snakemake wrote ``NA`` (the job ended
-    before the first memory sample) or the column is missing.  The registry and
-    :func:`plot_resources` both read benchmarks here.
-    """
-    import csv
-
-    out: dict[str, float | None] = {v: None for v in BENCHMARK_FIELDS.values()}
-    if not path or not os.path.exists(path):
-        return out
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
-    if rows:
-        for col, name in BENCHMARK_FIELDS.items():
-            try:
-                out[name] = float(rows[-1][col])
-            except (KeyError, TypeError, ValueError):
-                out[name] = None
-    return out
 
 
 def plot_resources(campaign_json: str | os.PathLike, estimates: Sequence[str | os.PathLike],

@@ -135,21 +135,23 @@ def render_runtime_min(wildcards, attempt):
     return int(max(1, min(math.ceil(minutes), BUNDLE["time_limit_s"] / 60 - GROUP_TAIL_MIN)))
 
 
+def plan_members():
+    """bundle -> [(visit, det_name), ...] of the checkpoint's plan."""
+    return campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
+
+
 def bundle_images(wildcards):
-    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
-    return [image_path(visit, det_name) for visit, det_name in members[wildcards.bundle]]
+    return [image_path(visit, det_name) for visit, det_name in plan_members()[wildcards.bundle]]
 
 
 def all_bundles(wildcards):
-    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
-    return [f"{OUT}/bundles/done/{bundle}.tsv" for bundle in members]
+    return [f"{OUT}/bundles/done/{bundle}.tsv" for bundle in plan_members()]
 
 
 def bundle_records(wildcards):
     """The registry records of a bundle's sensors (made in the bundle's job after each validation):
     finish_bundle waits for them, so renders, validations and records are layers of one group job."""
-    members = campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
-    return [f"{OUT}/registry/records/{campaign.visit_dir(v)}/{d}.json" for v, d in members[wildcards.bundle]]
+    return [f"{OUT}/registry/records/{campaign.visit_dir(v)}/{d}.json" for v, d in plan_members()[wildcards.bundle]]
 
 
 # --- validation: per-sensor checks in the bundle's job; per visit a table, figure and mosaic ----
@@ -171,13 +173,6 @@ def all_validation():
     per_visit = [f"{OUT}/validation/{campaign.visit_dir(v)}/{name}" for v in VISITS
                  for name in ("summary.tsv", "summary.png", "mosaic.png")]
     return per_visit + ([f"{OUT}/validation/resources.png"] if VISITS else [])
-
-
-def validate_mem_mb(wildcards, attempt):
-    """The render's request (at least estimate.min_mem_gb + the overhead: ~0.3 GB is needed), growing
-    with attempts: a bundle's job is as wide as its widest layer, so this never raises its request,
-    and a validation rerun alone (its render finished) still gets enough."""
-    return render_mem_mb(wildcards, attempt)
 
 
 # --- registry: per-sensor records, merged per visit on the driver host -------------------------

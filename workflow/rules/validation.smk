@@ -22,7 +22,10 @@ rule validate_sensor:
     group:
         bundle_of_render  # runs in the bundle's Slurm job, after its render, before finish_bundle
     resources:
-        mem_mb=validate_mem_mb,  # at most its render's request: the bundle's job asks no more
+        # its render's request (at least estimate.min_mem_gb + the overhead; ~0.3 GB is needed),
+        # growing with attempts: a bundle's job is as wide as its widest layer, so this never
+        # raises its request, and a validation rerun alone (its render finished) gets enough
+        mem_mb=render_mem_mb,
         runtime=1,
     params:
         options=VALIDATION_OPTIONS,
