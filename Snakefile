@@ -38,7 +38,7 @@ include: "workflow/rules/registry.smk"
 rule all:
     default_target: True
     input:
-        all_images(),
+        all_images(),  # targets themselves: a deleted image is remade (later steps would not ask)
         all_bundles,
         all_validation(),
         all_registered(),

@@ -39,6 +39,15 @@ def out(registered_campaign):
     return registered_campaign / "out"
 
 
+def visit_inputs(out) -> tuple[list[str], list[str], list[str]]:
+    """What register_visit passes: the render jobs' records, and per record its validation and benchmark."""
+    records = sorted(map(str, (out / "registry" / "records").rglob("*.json")))
+    dets = [json.loads(Path(r).read_text())["det_name"] for r in records]
+    validations = [str(out / "validation" / "00001001" / f"{d}.json") for d in dets]
+    benchmarks = [str(next((out / "benchmarks" / "render" / "00001001").glob(f"*-{d}-*.tsv"))) for d in dets]
+    return records, validations, benchmarks
+
+
 def test_every_rendered_sensor_has_a_row_with_correct_checksums(out):
     images = sorted((out / "00001001").glob("eimage_*.fits"))
     assert len(images) == len(REGISTRY_SENSORS)
@@ -67,9 +76,9 @@ def test_rerun_adds_nothing_and_reregistering_adds_no_duplicates(registered_camp
     assert "Nothing to be done" in proc.stdout + proc.stderr
     url = registry.default_url(out)
     before = sorted((r["visit"], r["det_name"]) for r in rows(url))
-    records = sorted(map(str, (out / "registry" / "records").rglob("*.json")))
+    records, validations, benchmarks = visit_inputs(out)
     for _ in range(2):
-        proc = dc2flow("register", *records, "--db", url)
+        proc = dc2flow("register", *records, "--validations", *validations, "--benchmarks", *benchmarks, "--db", url)
         assert proc.returncode == 0, proc.stderr
     after = sorted((r["visit"], r["det_name"]) for r in rows(url))
     assert after == before and len(after) == len(REGISTRY_SENSORS)
@@ -215,6 +224,16 @@ def test_validation_figures_fill_the_columns_and_queries_answer(out, tmp_path):
     assert "R22_S11" in text and "R22_S12" not in text
 
 
+def test_register_refuses_validations_out_of_order(out):
+    records, validations, benchmarks = visit_inputs(out)
+    with pytest.raises(RegistryError, match="validation of another sensor"):
+        registry.merge_rows(records, validations[::-1], benchmarks)
+    with pytest.raises(RegistryError, match="2 records but 1 benchmarks"):
+        registry.merge_rows(records, validations, benchmarks[:1])
+    rows_ = registry.merge_rows(records, validations, [str(out / "absent.tsv")] * len(records))
+    assert all(r["runtime_s"] is None for r in rows_) and all(r["validation_status"] for r in rows_)
+
+
 def test_a_bad_record_changes_nothing(out, tmp_path):
     url = f"sqlite:///{tmp_path}/reg.sqlite"
     good = next((out / "registry" / "records").rglob("*.json"))
@@ -285,9 +304,9 @@ def postgres_url(tmp_path_factory):
 
 
 def test_postgresql_registry_takes_the_same_records(out, postgres_url):
-    records = sorted(map(str, (out / "registry" / "records").rglob("*.json")))
-    assert registry.register(records, postgres_url) == len(REGISTRY_SENSORS)
-    assert registry.register(records, postgres_url) == len(REGISTRY_SENSORS)   # upsert: no duplicates
+    records, validations, benchmarks = visit_inputs(out)
+    for _ in range(2):   # upsert: no duplicates
+        assert registry.register(records, postgres_url, validations, benchmarks) == len(REGISTRY_SENSORS)
     sqlite_rows = sorted(rows(registry.default_url(out)), key=lambda r: r["det_name"])
     pg_rows = sorted(rows(postgres_url), key=lambda r: r["det_name"])
     assert pg_rows == sqlite_rows

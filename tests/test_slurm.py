@@ -66,9 +66,10 @@ def test_bundles_run_as_one_slurm_job_each(slurm_cluster, tiny_catalog, tmp_path
         kind = Path(log).parent.name if Path(log).parent.name.startswith("group_") else Path(log).parts[-3]
         by_kind.setdefault(kind, []).append((slurm_id, Path(log)))
     # per-visit stages: one Slurm job per visit; no render was ever submitted on its own
-    for rule in ("rule_parse_catalog", "rule_partition_visit", "rule_estimate_visit", "rule_mosaic_visit"):
+    for rule in ("rule_parse_catalog", "rule_partition_visit", "rule_estimate_visit", "rule_validate_visit",
+                 "rule_mosaic_visit"):
         assert len(by_kind.pop(rule)) == 2, rule
-    for rule in ("rule_render_sensor", "rule_validate_sensor", "rule_summarize_visit", "rule_plot_resources"):
+    for rule in ("rule_render_sensor", "rule_register_visit", "rule_plot_resources"):
         assert rule not in by_kind, rule       # in their bundle's job, or local rules
 
     plan = str(work / "out" / "bundles" / "campaign.csv")
@@ -96,5 +97,6 @@ def test_bundles_run_as_one_slurm_job_each(slurm_cluster, tiny_catalog, tmp_path
         planned = sum(requests[m].mem_mb for m in members[bundle])
         assert (state, int(cpus), int(mem.rstrip("M"))) == ("COMPLETED", len(members[bundle]), planned), bundle
         assert (work / "out" / "bundles" / "done" / f"{bundle}.tsv").exists()
-        for visit, det_name in members[bundle]:                # validated inside the bundle's job
+        for visit, det_name in members[bundle]:                # and wrote its registry records
+            assert list((work / "out" / "registry" / "records" / f"{visit:08d}").glob(f"*-{det_name}-*.json"))
             assert (work / "out" / "validation" / f"{visit:08d}" / f"{det_name}.json").exists()

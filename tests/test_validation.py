@@ -18,7 +18,8 @@ from dc2flow import camera
 from dc2flow.errors import ValidationError
 from dc2flow.synthetic import make_catalog
 from dc2flow.validation import (RECORD_KEYS, STAR_COLUMNS, Thresholds, cutout, mosaic, mosaic_canvas, mosaic_size,
-                                summarize_visit, validate_sensor)
+                                summarize_visit, validate_sensor, validate_visit)
+from dc2flow.errors import RenderError
 
 pytestmark = pytest.mark.slow   # renders two full sensors (~3 s)
 
@@ -128,6 +129,23 @@ def test_summary_table_figure_and_strict(scene, tmp_path):
     with pytest.raises(ValidationError, match=r"summary2.tsv: visit 77: 1 sensor\(s\) failed validation "
                                               r"\(R22_S11: astrometry\).*validation.strict: false"):
         summarize_visit(records, tmp_path / "summary2.tsv", strict=True)
+
+
+def test_visit_validation_matches_per_sensor_whatever_the_jobs(scene, tmp_path):
+    images = [scene["images"][DET], scene["images"][MARKED]]
+    truths = [scene["truth"][DET], scene["truth"][MARKED]]
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        recs = validate_visit(images, truths, out, out / "summary.tsv", out / "summary.png", jobs=jobs)
+        assert [r["det_name"] for r in recs] == [DET, MARKED]
+        for d in (DET, MARKED):   # the same records as validating each sensor alone
+            assert (out / f"{d}.json").read_bytes() == scene["records"][d].read_bytes()
+            assert (out / f"{d}.tsv").read_bytes() == scene["records"][d].with_suffix(".tsv").read_bytes()
+    assert (tmp_path / "jobs1" / "summary.png").read_bytes() == (tmp_path / "jobs2" / "summary.png").read_bytes()
+    with pytest.raises(RenderError, match="2 images but 1 truth tables"):
+        validate_visit(images, truths[:1], tmp_path / "bad", tmp_path / "bad.tsv")
+    with pytest.raises(RenderError, match="cannot read DET_NAME"):
+        validate_visit([truths[0]], [truths[0]], tmp_path / "bad", tmp_path / "bad.tsv")
 
 
 def test_mosaic_puts_the_marker_star_in_place(scene, tmp_path):

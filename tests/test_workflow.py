@@ -101,13 +101,15 @@ def test_validation_config_reruns_only_validation_and_strict_fails(run, tiny_cat
     args = ["--configfile", str(tmp_path / "strict.yaml"), *config_args([tiny_catalog], R22)]
     proc = snakemake(work, "-n", "--cores", "2", *args)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-    assert counts.get("validate_sensor") == "2" and counts.get("summarize_visit") == "1", proc.stdout
+    assert counts.get("validate_visit") == "1", proc.stdout   # one job checks the visit's sensors
     assert "render_sensor" not in counts and "mosaic_visit" not in counts
     proc = snakemake(work, "--cores", "2", *args, check=False)
     assert proc.returncode != 0
-    log = (work / "out" / "logs" / "validation" / "00001001" / "summary.log").read_text()
+    log = (work / "out" / "logs" / "validation" / "00001001.log").read_text()
     assert "dc2flow validate-visit: error:" in log and "R22_S11: sky" in log and "R22_S12: sky" in log
-    assert json.loads((work / "out" / "validation" / "00001001" / "R22_S11.json").read_text())["flags"] == ["sky"]
+    assert "VALIDATION FLAGGED visit 1001 R22_S11: sky" in log
+    # a failed job's outputs are removed: nothing half-done is left looking complete
+    assert not (work / "out" / "validation" / "00001001" / "summary.tsv").exists()
 
 
 def test_second_run_has_nothing_to_do(run, tiny_catalog):

@@ -47,12 +47,14 @@ def _cmd_partition(args) -> None:
 
     from .catalog import Visit
     from .config import parse_options
-    from .partition import partition_visit
+    from .partition import partition_visit, write_index
 
     options = parse_options(args.options)
     sensors = [s for s in args.sensors.split(",") if s]
     outputs = {name: os.path.join(args.out_dir, f"{name}.parquet") for name in sensors}
-    partition_visit(Visit.read_json(args.visit_json), args.objects, outputs, options)
+    counts = partition_visit(Visit.read_json(args.visit_json), args.objects, outputs, options)
+    if args.index:
+        write_index(args.index, outputs, counts)
 
 
 def _cmd_render(args) -> None:
@@ -66,6 +68,11 @@ def _cmd_render(args) -> None:
                       container_image=options["render"]["container_image"])
     render_sensor(Visit.read_json(args.visit_json), args.partition, args.det_name, options,
                   args.out, args.truth, prov)
+    if args.record:  # the registry row, while the image is in the page cache (no extra job per sensor)
+        from .registry import bundle_from_plan, make_record, write_record
+
+        bundle = bundle_from_plan(args.plan, args.out) if args.plan else None
+        write_record(args.record, make_record(args.out, args.record_root or ".", bundle))
 
 
 def _cmd_estimate(args) -> None:
@@ -130,10 +137,13 @@ def _cmd_validate(args) -> None:
 
 
 def _cmd_validate_visit(args) -> None:
-    from .validation import summarize_visit
+    from .config import section_options
+    from .validation import Thresholds, validate_visit
 
-    strict = _validation_defaults()["strict"] if args.strict is None else args.strict
-    summarize_visit(args.records, args.out, args.plot, strict=strict)
+    options = section_options(args.options, "validation")
+    strict = options["strict"] if args.strict is None else args.strict
+    validate_visit(args.images, args.truths, args.out_dir, args.out, args.plot, Thresholds.from_config(options),
+                   strict=strict, jobs=args.jobs)
 
 
 def _cmd_mosaic(args) -> None:
@@ -191,12 +201,12 @@ def _cmd_record(args) -> None:
 
 
 def _cmd_register(args) -> None:
-    from .registry import register, write_visit_summary
+    from .registry import merge_rows, register_rows, write_visit_summary
 
-    n = register(args.records, args.db)
+    rows = register_rows(merge_rows(args.records, args.validations, args.benchmarks), args.db)
     if args.summary:
-        write_visit_summary(args.summary, args.records)
-    log.info("%d records registered in %s", n, args.db)
+        write_visit_summary(args.summary, rows)
+    log.info("%d records registered in %s", len(rows), args.db)
 
 
 def _cmd_status(args) -> None:
@@ -266,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True)
     s.add_argument("--sensors", required=True, help="comma-separated det_names, e.g. R22_S10,R22_S11")
     s.add_argument("--options", help=OPTIONS_HELP)
+    s.add_argument("--index", help="also write an index (TSV: det_name, n_objects, bytes, file) after every "
+                                   "partition is in place")
     s.set_defaults(func=_cmd_partition)
 
     s = sub.add_parser("render", help="render one sensor to a FITS eimage and a truth table",
@@ -278,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output FITS")
     s.add_argument("--truth", required=True, help="output truth table (.txt.gz)")
     s.add_argument("--options", help=OPTIONS_HELP)
+    s.add_argument("--record", help="also write the image's registry record (JSON, as 'record' does; its run "
+                                    "time and validation are added by 'register')")
+    s.add_argument("--record-root", help="with --record: the output root the stored path is relative to")
+    s.add_argument("--plan", help="with --record: the bundle plan (CSV), to record the image's bundle")
     s.set_defaults(func=_cmd_render)
 
     s = sub.add_parser("estimate", help="predict each sensor's render memory and wall time (one visit)",
@@ -346,15 +362,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--options", help=VALIDATION_HELP)
     s.set_defaults(func=_cmd_validate)
 
-    s = sub.add_parser("validate-visit", help="gather a visit's validation records into a table and a figure",
-                       description="Reads per-sensor records (and the matched-star TSVs beside them) and writes a "
-                                   "TSV with one row per sensor and a PNG: residuals against magnitude, PSF FWHM "
-                                   "and sky vs model per sensor. With --strict a flagged sensor is an error.")
-    s.add_argument("records", nargs="+", help="per-sensor records (JSON, from 'validate')")
+    s = sub.add_parser("validate-visit", help="validate every sensor of a visit, then tabulate and plot them",
+                       description="Validates each eimage against its truth table (as 'validate' does, several "
+                                   "side by side with --jobs), writes each sensor's record {det_name}.json and "
+                                   "matched stars {det_name}.tsv in --out-dir, then a TSV with one row per sensor "
+                                   "and a PNG: residuals against magnitude, PSF FWHM and sky vs model per sensor. "
+                                   "With --strict a flagged sensor is an error.")
+    s.add_argument("images", nargs="+", help="the visit's eimages (FITS)")
+    s.add_argument("--truths", nargs="+", required=True, help="their truth tables, in the same order")
+    s.add_argument("--out-dir", required=True, help="folder of the per-sensor records")
     s.add_argument("--out", required=True, help="output table (TSV)")
     s.add_argument("--plot", help="output figure (PNG)")
+    s.add_argument("--jobs", type=int, default=1, help="sensors validated side by side (processes)")
+    s.add_argument("--options", help=VALIDATION_HELP)
     s.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
-                   help="fail when a sensor is flagged (default: validation.strict of config/config.yaml)")
+                   help="fail when a sensor is flagged (default: validation.strict of --options)")
     s.set_defaults(func=_cmd_validate_visit)
 
     s = sub.add_parser("mosaic", help="draw a visit's sensors on the focal plane (PNG)",
@@ -425,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("records", nargs="+", help="record JSONs from 'dc2flow record'")
     s.add_argument("--db", required=True, help="SQLAlchemy URL, e.g. sqlite:///results/registry.sqlite")
     s.add_argument("--summary", help="also write the registered rows as TSV here (the rule's target)")
+    s.add_argument("--validations", nargs="+", help="validation JSONs, one per record in the same order: "
+                                                    "fill the records' validation columns")
+    s.add_argument("--benchmarks", nargs="+", help="render benchmark TSVs, one per record in the same order: "
+                                                   "fill run time and peak memory (missing files: NULL)")
     s.set_defaults(func=_cmd_register)
 
     s = sub.add_parser("status", help="campaign progress: per visit done/failed/running/missing sensors, hours",

@@ -138,6 +138,19 @@ def partition_visit(visit: Visit, objects_path: str | os.PathLike, outputs: dict
     return counts
 
 
+def write_index(path: str | os.PathLike, outputs: dict[str, str], counts: dict[str, int]) -> None:
+    """The visit's partition index (TSV: det_name, n_objects, bytes, file), written last.
+
+    The pipeline declares this file, not the 189 partitions, as the partition step's output (one
+    file per render to track keeps Snakemake's planning fast); it is written after every partition
+    is in place, so its presence means the visit's partitions are complete.
+    """
+    with atomic_output(path) as tmp, open(tmp, "w") as fh:
+        fh.write("det_name\tn_objects\tbytes\tfile\n")
+        for name, out in outputs.items():
+            fh.write(f"{name}\t{counts[name]}\t{os.path.getsize(out)}\t{os.path.basename(out)}\n")
+
+
 @contextlib.contextmanager
 def _atomic_writers(outputs: dict[str, str]):
     """One Parquet writer per sensor, all renamed into place together, and only on success.

@@ -12,8 +12,11 @@ Concurrency (why records, then one merge):
 - Render jobs run on many compute nodes at once.  SQLite locks with POSIX file locks, which
   network and parallel file systems (NFS, Lustre, GPFS) implement badly or not at all: many
   writers on many nodes is the documented way to corrupt an SQLite file.
-- So no compute job touches the database.  ``record_sensor`` (in the render's bundle job, on the
-  compute node) writes one small JSON record per sensor, atomically (temporary name + rename).
+- So no compute job touches the database.  Each render job (in its bundle's Slurm job, on the
+  compute node) writes one small JSON record per sensor right after the image, atomically
+  (temporary name + rename): no extra job per sensor.
+- ``register_visit`` adds what the render could not know yet: the render's run time and memory
+  (its Snakemake benchmark record, written after the job) and the visit's validation records.
 - ``register_visit`` runs only on the host that drives Snakemake (a ``localrules:`` entry) and
   merges one visit's records in **one transaction** with upserts keyed on (visit, det_name).
   One writer host + transactions + SQLite's WAL journal and a busy timeout is safe; readers
@@ -24,7 +27,7 @@ Concurrency (why records, then one merge):
 
 Checksums: ``datasum`` and ``checksum`` are the FITS ``DATASUM``/``CHECKSUM`` cards the render
 writes (verifiable with ``fitscheck``), and ``sha256`` is the sha256 of the whole file's bytes
-(what ``sha256sum`` prints), computed at record time.
+(what ``sha256sum`` prints), computed when the record is written (by the render job).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from .errors import RegistryError
 from .camera import N_SCIENCE_SENSORS
@@ -56,11 +59,6 @@ HEADER_FIELDS = {"DC2FLOW": "dc2flow_version", "GALSIM": "galsim_version", "CFGH
 def default_url(outdir: str | os.PathLike) -> str:
     """``sqlite:///{outdir}/registry.sqlite`` (the URL used when ``registry.url`` is null)."""
     return f"sqlite:///{os.fspath(outdir).rstrip('/')}/registry.sqlite"
-
-
-def record_path(outdir: str | os.PathLike, visit: int, det_name: str) -> str:
-    """``{outdir}/registry/records/{visit:08d}/{det_name}.json``."""
-    return os.path.join(os.fspath(outdir), "registry", "records", f"{int(visit):08d}", f"{det_name}.json")
 
 
 def utc_now() -> str:
@@ -182,6 +180,20 @@ def read_validation(path: str | os.PathLike | None) -> dict[str, Any]:
     return out
 
 
+def _validation_of(path: str | os.PathLike, row: dict) -> dict[str, Any]:
+    """read_validation, checking that the validation is the record's sensor's."""
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, json.JSONDecodeError):
+        data = {}  # read_validation says why
+    if data and (data.get("visit"), data.get("det_name")) != (row["visit"], row["det_name"]):
+        raise RegistryError(os.fspath(path), "validation of another sensor",
+                            f"{data.get('visit')} {data.get('det_name')}",
+                            f"pass visit {row['visit']} {row['det_name']}'s validation in the record's place")
+    return read_validation(path)
+
+
 def make_record(image: str | os.PathLike, outdir: str | os.PathLike, bundle: str | None = None,
                 benchmark: str | os.PathLike | None = None, validation: str | os.PathLike | None = None) -> dict:
     """The registry row of one rendered image, as a JSON-ready dict.
@@ -263,13 +275,45 @@ def read_record(path: str | os.PathLike) -> dict:
     return {c: data[c] for c in IMAGE_COLUMNS}
 
 
-def register(records: Iterable[str | os.PathLike], url: str) -> int:
+def register(records: Sequence[str | os.PathLike], url: str, validations: Sequence[str | os.PathLike] | None = None,
+             benchmarks: Sequence[str | os.PathLike] | None = None) -> int:
     """Upsert records into ``images`` in one transaction; returns the number of rows written.
 
     Every record is read (and checked) before the transaction starts, so a bad record changes
     nothing.  Rows are replaced by primary key (visit, det_name): re-registering never duplicates.
+    ``validations`` and ``benchmarks``: see :func:`merge_rows`.
+
+    Raises:
+        RegistryError: a record is bad, the lists differ in length, or a validation is another sensor's.
     """
+    return len(register_rows(merge_rows(records, validations, benchmarks), url))
+
+
+def merge_rows(records: Sequence[str | os.PathLike], validations: Sequence[str | os.PathLike] | None = None,
+               benchmarks: Sequence[str | os.PathLike] | None = None) -> list[dict]:
+    """The ``images`` rows of record JSONs, with the columns a record written by the render job
+    itself cannot know yet filled from ``validations`` (validation JSONs) and ``benchmarks`` (the
+    renders' Snakemake benchmark TSVs, NULL when missing), one per record in the same order.
+
+    Raises:
+        RegistryError: a record is bad, the lists differ in length, or a validation is another sensor's.
+    """
+    records = list(records)
     rows = [read_record(p) for p in records]
+    for name, extra in (("validations", validations), ("benchmarks", benchmarks)):
+        if extra is not None and len(extra) != len(rows):
+            raise RegistryError(os.fspath(records[0]) if records else "register", f"{len(rows)} records but "
+                                f"{len(extra)} {name}", None, f"pass one of the {name} per record, in the same order")
+    for i, row in enumerate(rows):
+        if benchmarks is not None:
+            row.update(read_benchmark(benchmarks[i]))
+        if validations is not None:
+            row.update(_validation_of(validations[i], row))
+    return rows
+
+
+def register_rows(rows: list[dict], url: str) -> list[dict]:
+    """Upsert rows (from :func:`merge_rows`) into ``images`` in one transaction; returns them."""
     engine = connect(url)
     try:
         with engine.begin() as conn:
@@ -277,7 +321,7 @@ def register(records: Iterable[str | os.PathLike], url: str) -> int:
                 _upsert(conn, rows)
     finally:
         engine.dispose()
-    return len(rows)
+    return rows
 
 
 def _upsert(conn, rows: list[dict]) -> None:
@@ -610,12 +654,11 @@ def format_status(status: dict) -> str:
     return "\n".join(lines)
 
 
-def write_visit_summary(out: str | os.PathLike, records: list[str]) -> None:
-    """The per-visit registration target: one line per registered record (TSV), atomically."""
+def write_visit_summary(out: str | os.PathLike, rows: list[dict]) -> None:
+    """The per-visit registration target: one line per registered row (TSV), atomically."""
     from .io import atomic_output
 
     with atomic_output(out) as tmp, open(tmp, "w") as fh:
         fh.write("visit\tdet_name\tpath\tsha256\tvalidation_status\n")
-        for path in records:
-            r = read_record(path)
+        for r in rows:
             fh.write(f"{r['visit']}\t{r['det_name']}\t{r['path']}\t{r['sha256']}\t{r['validation_status'] or ''}\n")

@@ -445,6 +445,66 @@ def validate_sensor(image: str | os.PathLike, truth: str | os.PathLike, out_json
     return record
 
 
+def _validate_one(args: tuple) -> str:
+    image, truth, out_json, stars_out, thresholds = args
+    validate_sensor(image, truth, out_json, thresholds, stars_out=stars_out)
+    return str(out_json)
+
+
+def validate_visit(images: Sequence[str | os.PathLike], truths: Sequence[str | os.PathLike],
+                   out_dir: str | os.PathLike, out_tsv: str | os.PathLike, plot: str | os.PathLike | None = None,
+                   thresholds: Thresholds | None = None, strict: bool = False, jobs: int = 1) -> list[dict]:
+    """Validate every sensor of one visit, then :func:`summarize_visit` them.
+
+    One job per visit rather than one per sensor: a campaign's DAG then holds one job per sensor
+    (its render), which keeps Snakemake's planning fast, and validation settings still never touch
+    the renders.  Each sensor's record is ``{out_dir}/{det_name}.json`` with its matched stars in
+    ``{det_name}.tsv``; the result does not depend on ``jobs``.
+
+    Parameters:
+        images, truths: the visit's eimages and their truth tables, in the same order.
+        out_dir:    where the per-sensor records go.
+        out_tsv, plot, strict: as for :func:`summarize_visit`.
+        thresholds: the limits. [default: None, those of ``config/config.yaml``]
+        jobs:       sensors validated side by side (processes). [default: 1]
+
+    Raises:
+        ValidationError: when ``strict`` and a sensor is flagged.
+        RenderError: when the lists differ in length or an image has no DET_NAME.
+    """
+    if len(images) != len(truths):
+        raise RenderError(str(out_dir), f"{len(images)} images but {len(truths)} truth tables",
+                          "pass one truth table per image, in the same order")
+    thresholds = thresholds or Thresholds.defaults()
+    tasks = []
+    for image, truth in zip(images, truths):
+        det_name = _det_name_of(image)
+        out_json = os.path.join(os.fspath(out_dir), f"{det_name}.json")
+        tasks.append((os.fspath(image), os.fspath(truth), out_json, _stars_path(out_json), thresholds))
+    if jobs > 1 and len(tasks) > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)),
+                                                    mp_context=multiprocessing.get_context("fork")) as pool:
+            records = list(pool.map(_validate_one, tasks))
+    else:
+        records = [_validate_one(t) for t in tasks]
+    return summarize_visit(records, out_tsv, plot, strict=strict)
+
+
+def _det_name_of(image: str | os.PathLike) -> str:
+    """The sensor of an eimage, from its header (DET_NAME)."""
+    from astropy.io import fits
+
+    try:
+        name = fits.getval(image, "DET_NAME")
+    except (OSError, KeyError) as exc:
+        raise RenderError(str(image), f"cannot read DET_NAME from the header ({exc})",
+                          "pass the eimages the render jobs wrote") from None
+    return str(name)
+
+
 def _fmt(value) -> str:
     if value is None:
         return "nan"

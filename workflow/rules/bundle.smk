@@ -1,7 +1,7 @@
 # Stage 4: pack every sensor job into node-sized bundles (one Slurm group job each).
 # The checkpoint writes the plan; render jobs read their bundle (group) and resources from it,
-# and one finish_bundle job per bundle joins its renders (and their validations, which run in the
-# same group), so Snakemake submits each bundle as one group job. Before the plan exists (a dry
+# and one finish_bundle job per bundle joins its renders, so Snakemake submits each bundle as one
+# group job. Before the plan exists (a dry
 # run), renders are listed ungrouped.
 
 
@@ -29,9 +29,6 @@ checkpoint bundle_campaign:
 rule finish_bundle:
     input:
         images=bundle_images,
-        # the registry records too: they then form their own layer of the group job, so the
-        # group asks for max(renders, records, 1) cores, not renders + 1 (see registry.smk)
-        records=bundle_records,
     output:
         f"{OUT}/bundles/done/{{bundle}}.tsv",
     log:

@@ -13,7 +13,7 @@ rule parse_catalog:
     benchmark:
         f"{OUT}/benchmarks/catalog/{{visit}}.tsv"
     params:
-        failure=failure_record("catalog"),
+        failure=failure_record("catalog", "visit"),
         chunk_rows=config["catalog"]["chunk_rows"],
     shell:
         "dc2flow -v --failure-record {params.failure:q} parse {input:q} --visit-json {output.visit:q} --objects {output.objects:q}"

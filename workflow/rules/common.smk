@@ -1,9 +1,13 @@
 # Shared helpers: config validation, the visit list, wildcard constraints, input functions.
 # All logic lives in the dc2flow package; this file only connects it to Snakemake.
+import inspect
 import math
+import os
 import shlex
 
+from snakemake.common import overwrite_function_params
 from snakemake.exceptions import IncompleteCheckpointException
+from snakemake.io import checkpoint_target
 
 from dc2flow import campaign, registry
 from dc2flow.camera import get_sensor
@@ -16,8 +20,10 @@ VISITS = campaign.visits(config["catalogs"])  # visit -> VisitEntry (headers onl
 SENSORS = selected_sensors(config)
 OPTIONS = options_json(physics_options(config))  # what changes pixels; rerun when it changes
 PARTITION_OPTIONS = options_json({k: config[k] for k in ("scene", "partition")})  # what partitions depend on
-PICTURE_KEYS = ("strict", "mosaic_bin", "cutout_bin", "stretch")  # used by other rules than validate_sensor
-VALIDATION_OPTIONS = options_json({k: v for k, v in config["validation"].items() if k not in PICTURE_KEYS})
+VALIDATION = config["validation"]
+# what the per-sensor checks depend on (pictures, strictness and threads change no record)
+NOT_CHECKS = ("strict", "mosaic_bin", "cutout_bin", "stretch", "threads")
+VALIDATION_OPTIONS = options_json({k: v for k, v in VALIDATION.items() if k not in NOT_CHECKS})
 
 
 wildcard_constraints:
@@ -50,27 +56,20 @@ def all_images():
 
 
 def sensor_outputs(wildcards):
-    """The image and truth table of one (visit, det_name): the validate_sensor inputs."""
+    """The image and truth table of one (visit, det_name) (cutout_sensor's inputs)."""
     visit, det_name = int(wildcards.visit), wildcards.det_name
     truth = campaign.truth_name(visit, VISITS[visit].band, det_name)
     return {"image": image_path(visit, det_name), "truth": f"{OUT}/{campaign.visit_dir(visit)}/{truth}"}
 
 
-def partition_dir(wildcards):
-    return f"{OUT}/partitions/{wildcards.visit}"
-
-
-def failure_record(stage):
-    """A params function: where a job of ``stage`` records a science error (dc2flow --failure-record).
+def failure_record(stage, *wildcard_names):
+    """A params pattern: where a job of ``stage`` records a science error (dc2flow --failure-record).
 
     The record outlives the failed attempt (it is not an output, so Snakemake keeps it), and a retry
-    on unchanged inputs stops at once instead of failing again after the same work.
+    on unchanged inputs stops at once instead of failing again after the same work.  A pattern, not
+    a function: Snakemake fills the wildcards, and no function runs per job while it plans.
     """
-
-    def path(wildcards):
-        return f"{OUT}/failures/{stage}/{'_'.join(wildcards)}.json"
-
-    return path
+    return f"{OUT}/failures/{stage}/" + "_".join("{%s}" % name for name in wildcard_names) + ".json"
 
 
 def model_input():
@@ -94,8 +93,17 @@ def node_options():
             f" --solver {BUNDLE['solver']} --solve-time-limit-s {BUNDLE['solve_time_limit_s']}")
 
 
+def signature_once(func):
+    """Snakemake reads a function's signature at every call (~50 us); the functions below run several
+    times per render job while Snakemake plans, so give it the signature once (planning speed)."""
+    overwrite_function_params(func, inspect.signature(func).parameters)
+    return func
+
+
 def _requests():
     """The plan's per-sensor requests; raises IncompleteCheckpointException before the plan exists."""
+    if not os.path.exists(PLAN):  # surely incomplete: say so without Snakemake's lookup (runs per job)
+        raise IncompleteCheckpointException(checkpoints.bundle_campaign.rule, checkpoint_target(PLAN))
     plan = checkpoints.bundle_campaign.get().output.plan
     return campaign.render_requests(plan, f"{OUT}/estimates", BUNDLE["visit_overhead_gb"])
 
@@ -107,6 +115,7 @@ def _request(wildcards):
         return None  # dry run before the plan exists: the fallback below
 
 
+@signature_once
 def bundle_of_render(wildcards):
     return _requests()[(int(wildcards.visit), wildcards.det_name)].bundle
 
@@ -120,14 +129,16 @@ def _retry_scale(req, attempt):
                                 BUNDLE["node_memory_gb"])
 
 
+@signature_once
 def render_mem_mb(wildcards, attempt):
     req = _request(wildcards)
     return int((req.mem_mb if req else BUNDLE["fallback_mem_gb"] * 1024) * _retry_scale(req, attempt))
 
 
-GROUP_TAIL_MIN = 3  # validate_sensor, record_sensor and finish_bundle ask 1 minute each after the renders
+GROUP_TAIL_MIN = 1  # finish_bundle asks 1 minute after the renders
 
 
+@signature_once
 def render_runtime_min(wildcards, attempt):
     """Minutes; Snakemake adds a group's layers up, so the bundle's request stays within the time limit."""
     req = _request(wildcards)
@@ -148,15 +159,14 @@ def all_bundles(wildcards):
     return [f"{OUT}/bundles/done/{bundle}.tsv" for bundle in plan_members()]
 
 
-def bundle_records(wildcards):
-    """The registry records of a bundle's sensors (made in the bundle's job after each validation):
-    finish_bundle waits for them, so renders, validations and records are layers of one group job."""
-    return [f"{OUT}/registry/records/{campaign.visit_dir(v)}/{d}.json" for v, d in plan_members()[wildcards.bundle]]
-
-
 # --- validation: per-sensor checks in the bundle's job; per visit a table, figure and mosaic ----
 def visit_images(wildcards):
     return [image_path(int(wildcards.visit), d) for d in SENSORS]
+
+
+def visit_truths(wildcards):
+    visit = int(wildcards.visit)
+    return [f"{OUT}/{wildcards.visit}/{campaign.truth_name(visit, VISITS[visit].band, d)}" for d in SENSORS]
 
 
 def visit_validations(wildcards):
@@ -179,17 +189,25 @@ def all_validation():
 REGISTRY_URL = config["registry"]["url"] or registry.default_url(OUT)
 
 
+def partition_dir(wildcards):
+    """The visit's partition folder (beside its index), as a params function (see output_root)."""
+    return f"{OUT}/partitions/{wildcards.visit}"
+
+
+@signature_once
 def output_root(wildcards):
     """The output root as a params function (a literal prefix of the outputs upsets --lint)."""
     return OUT
 
 
-def record_benchmark(wildcards):
-    return render_benchmark(int(wildcards.visit), wildcards.det_name)
-
-
 def visit_registry_records(wildcards):
-    return [f"{OUT}/registry/records/{wildcards.visit}/{d}.json" for d in SENSORS]
+    visit = int(wildcards.visit)
+    band = VISITS[visit].band
+    return [f"{OUT}/registry/records/{wildcards.visit}/{band}-{d}-det{get_sensor(d).det_num:03d}.json" for d in SENSORS]
+
+
+def visit_render_benchmarks(wildcards):
+    return [render_benchmark(int(wildcards.visit), d) for d in SENSORS]
 
 
 def all_registered():

@@ -4,7 +4,7 @@
 rule estimate_visit:
     input:
         visit=f"{OUT}/catalog/{{visit}}/visit.json",
-        partitions=[f"{OUT}/partitions/{{visit}}/{det_name}.parquet" for det_name in SENSORS],
+        partitions=f"{OUT}/partitions/{{visit}}/index.tsv",  # {det_name}.parquet are beside it
         model=model_input(),
     output:
         f"{OUT}/estimates/{{visit}}.tsv",
@@ -13,8 +13,8 @@ rule estimate_visit:
     benchmark:
         f"{OUT}/benchmarks/estimate/{{visit}}.tsv"
     params:
-        failure=failure_record("estimate"),
         partition_dir=partition_dir,
+        failure=failure_record("estimate", "visit"),
         sensors=",".join(SENSORS),
         model=model_option(),
         job_overhead_gb=config["estimate"]["job_overhead_gb"],

@@ -1,15 +1,19 @@
 # Stage 5: one job per (visit, sensor): GalSim eimage + truth table, in its bundle's group job.
+# The same job writes the image's registry record (checksums, provenance, bundle): one job per
+# sensor in the DAG keeps Snakemake's planning of a campaign fast (see README, "Campaigns").
 
 
 rule render_sensor:
     input:
-        visit=f"{OUT}/catalog/{{visit}}/visit.json",
-        sources=f"{OUT}/catalog/{{visit}}/sources.json",
-        partition=f"{OUT}/partitions/{{visit}}/{{det_name}}.parquet",
+        # the visit's partition index (its {det_name}.parquet is beside it); the header and sources
+        # come with it (inputs of partition_visit, so a change to them remakes the partitions
+        # first): one input per sensor keeps Snakemake's planning of a campaign fast
+        partitions=f"{OUT}/partitions/{{visit}}/index.tsv",
         plan=ancient(PLAN),  # wait for the plan; a new plan does not redo finished images
     output:
         image=f"{OUT}/{{visit}}/eimage_{{visit}}-0-{{band}}-{{det_name}}-det{{det_num}}.fits",
         truth=f"{OUT}/{{visit}}/centroid_{{visit}}-0-{{band}}-{{det_name}}-det{{det_num}}.txt.gz",
+        record=f"{OUT}/registry/records/{{visit}}/{{band}}-{{det_name}}-det{{det_num}}.json",
     log:
         f"{OUT}/logs/render/{{visit}}/{{band}}-{{det_name}}-det{{det_num}}.log",
     benchmark:
@@ -20,9 +24,14 @@ rule render_sensor:
         mem_mb=render_mem_mb,
         runtime=render_runtime_min,
     params:
-        failure=failure_record("render"),
+        partition=f"{OUT}/partitions/{{visit}}/{{det_name}}.parquet",
+        visit=f"{OUT}/catalog/{{visit}}/visit.json",
+        sources=f"{OUT}/catalog/{{visit}}/sources.json",
+        failure=failure_record("render", "visit", "band", "det_name", "det_num"),
         options=OPTIONS,
+        root=output_root,  # stored paths in the record are relative to it
     shell:
-        "dc2flow -v --failure-record {params.failure:q} render {input.visit:q} {input.partition:q} --det-name {wildcards.det_name}"
-        " --sources {input.sources:q} --out {output.image:q} --truth {output.truth:q}"
+        "dc2flow -v --failure-record {params.failure:q} render {params.visit:q} {params.partition:q} --det-name {wildcards.det_name}"
+        " --sources {params.sources:q} --out {output.image:q} --truth {output.truth:q}"
+        " --record {output.record:q} --record-root {params.root:q} --plan {input.plan:q}"
         " --options {params.options:q} > {log:q} 2>&1"

@@ -1,43 +1,20 @@
-# Stage 6: check each rendered sensor against its truth table (in its bundle's group job), then
-# per visit a table, a figure and a focal-plane mosaic; for the campaign, resources vs estimates.
-# Pictures and figures go into `snakemake --report` (captions in workflow/report/).
+# Stage 6: per visit, check every rendered sensor against its truth table (one job, several sensors
+# side by side), then a table, a figure and a focal-plane mosaic; for the campaign, resources vs
+# estimates. Pictures and figures go into `snakemake --report` (captions in workflow/report/).
+# One validation job per visit, not per sensor: the DAG keeps one job per sensor (its render).
 
 
 localrules:
-    summarize_visit,  # reads a few JSON records: not worth a Slurm job
     plot_resources,  # reads small tables: not worth a Slurm job
     cutout_sensor,  # on request, one image: seconds
 
 
-rule validate_sensor:
+rule validate_visit:
     input:
-        unpack(sensor_outputs),
+        visit_images,
     output:
-        record=f"{OUT}/validation/{{visit}}/{{det_name}}.json",
-        stars=f"{OUT}/validation/{{visit}}/{{det_name}}.tsv",
-    log:
-        f"{OUT}/logs/validation/{{visit}}/{{det_name}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/validation/{{visit}}/{{det_name}}.tsv"
-    group:
-        bundle_of_render  # runs in the bundle's Slurm job, after its render, before finish_bundle
-    resources:
-        # its render's request (at least estimate.min_mem_gb + the overhead; ~0.3 GB is needed),
-        # growing with attempts: a bundle's job is as wide as its widest layer, so this never
-        # raises its request, and a validation rerun alone (its render finished) gets enough
-        mem_mb=render_mem_mb,
-        runtime=1,
-    params:
-        options=VALIDATION_OPTIONS,
-    shell:
-        "dc2flow -v validate {input.image:q} {input.truth:q} --out {output.record:q} --stars {output.stars:q}"
-        " --options {params.options:q} > {log:q} 2>&1"
-
-
-rule summarize_visit:
-    input:
-        visit_validations,
-    output:
+        records=[f"{OUT}/validation/{{visit}}/{det_name}.json" for det_name in SENSORS],
+        stars=[f"{OUT}/validation/{{visit}}/{det_name}.tsv" for det_name in SENSORS],
         table=f"{OUT}/validation/{{visit}}/summary.tsv",
         plot=report(
             f"{OUT}/validation/{{visit}}/summary.png",
@@ -47,14 +24,24 @@ rule summarize_visit:
             labels={"visit": "{visit}", "figure": "residuals, PSF and sky"},
         ),
     log:
-        f"{OUT}/logs/validation/{{visit}}/summary.log",
+        f"{OUT}/logs/validation/{{visit}}.log",
     benchmark:
-        f"{OUT}/benchmarks/validation/{{visit}}/summary.tsv"
+        f"{OUT}/benchmarks/validation/{{visit}}.tsv"
+    threads: VALIDATION["threads"]
+    resources:
+        # ~0.3 GB per sensor validated side by side (a full image, the background map, detections)
+        mem_mb=lambda wildcards, threads: 512 + 384 * threads,
+        runtime=lambda wildcards, threads: 5 + math.ceil(len(SENSORS) * 3 / threads / 60),
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
-        strict="--strict" if config["validation"]["strict"] else "--no-strict",
+        truths=visit_truths,  # made by the same render jobs as the images: one input less per sensor
+        out_dir=f"{OUT}/validation/{{visit}}",
+        options=VALIDATION_OPTIONS,
+        strict="--strict" if VALIDATION["strict"] else "--no-strict",
     shell:
-        "dc2flow -v validate-visit {input:q} --out {output.table:q} --plot {output.plot:q} {params.strict}"
-        " > {log:q} 2>&1"
+        "dc2flow -v validate-visit {input:q} --truths {params.truths:q} --out-dir {params.out_dir:q}"
+        " --out {output.table:q} --plot {output.plot:q} --jobs {threads} --options {params.options:q}"
+        " {params.strict} > {log:q} 2>&1"
 
 
 rule mosaic_visit:
@@ -104,7 +91,7 @@ rule plot_resources:
     input:
         campaign=f"{OUT}/bundles/campaign.json",
         estimates=[f"{OUT}/estimates/{campaign.visit_dir(v)}.tsv" for v in VISITS],
-        images=all_images(),  # the renders are done, so their benchmark records exist
+        registered=all_registered(),  # the renders (and their benchmark records) are done
     output:
         report(
             f"{OUT}/validation/resources.png",
