@@ -21,8 +21,9 @@ saves compared with the obvious alternative, a GalSim YAML config, on the same f
    column (0 DeltaFunction, 1 Sersic, 2 RandomKnots).  GalSim's default draw method (``auto``,
    i.e. FFT or real space for every object) is used unless ``--galsim-draw-method match``, which
    photon-shoots the objects dc2flow photon-shoots (flux <= ``render.fft_flux_threshold``).
-3. *Timing*: each tool runs as a subprocess under ``/usr/bin/time -v`` (wall clock and maximum
-   resident set size), ``--repeat`` times, alternating the two; the median and the minimum are
+3. *Timing*: each tool runs as a subprocess under ``/usr/bin/time -v`` (wall clock, maximum
+   resident set size, and user + system CPU time, steadier when other jobs share the cores),
+   ``--repeat`` times, alternating the two; the median and the minimum are
    reported.  Both run single-threaded (``OMP_NUM_THREADS`` and friends = 1; GalSim ``nproc: 1``).
 4. *Same scene?*  A benchmark of two different scenes would be meaningless, so both tools first
    render a noiseless version (untimed; it also warms the file cache), whose source counts
@@ -40,6 +41,7 @@ Usage::
 
     python benchmarks/render_vs_galsim.py                  # 3 repeats in a temporary folder
     python benchmarks/render_vs_galsim.py --repeat 5 --workdir /tmp/bench   # keep the files
+    python benchmarks/render_vs_galsim.py --scene dense    # 4x the objects, 3 more very bright stars
 
 The printed command lines can be pasted into ``hyperfine`` or ``/usr/bin/time -v``.
 """
@@ -69,6 +71,13 @@ CAP_RADIUS_DEG = 0.17           # covers the whole of R22_S11 (half-diagonal 0.1
 MIN_STARS, MIN_GALAXIES = 100, 2000
 # (dRA*cos(dec), dDec) in degrees from the boresight and magnorm: all on R22_S11.
 BRIGHT_STARS = ((0.05, 0.04, 15.0), (-0.06, 0.02, 16.5), (0.02, -0.07, 18.0), (-0.03, -0.05, 19.5))
+# Scene presets: stars and galaxies per square degree on the cap, and the bright stars.  "dense"
+# has four times the density of "typical" (~520 stars, ~9000 galaxies on the sensor) and three more
+# bright stars (mag 12.5-14), whose stamps reach the partition's max_stamp_radius_px cap.
+SCENES = {
+    "typical": (2500.0, 45000.0, BRIGHT_STARS),
+    "dense": (10000.0, 180000.0, BRIGHT_STARS + ((0.07, -0.02, 12.5), (-0.02, 0.06, 13.5), (-0.07, -0.06, 14.0))),
+}
 KIND_CODES = {"point": 0, "sersic2d": 1, "knots": 2}
 CATALOG_COLUMNS = ("x", "y", "kind", "flux", "sersic_n", "hlr_arcsec", "q", "beta_deg", "g1", "g2",
                    "dilate", "npoints", "stamp_size", "obj_index")
@@ -80,10 +89,12 @@ TIME_BIN = "/usr/bin/time"
 
 @dataclass(frozen=True)
 class Run:
-    """One timed subprocess: wall-clock seconds and peak resident set size (MB)."""
+    """One timed subprocess: wall-clock seconds, peak resident set size (MB) and CPU seconds
+    (user + system: less disturbed than the wall time when other jobs share the cores)."""
 
     wall_s: float
     max_rss_mb: float
+    cpu_s: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -100,8 +111,11 @@ class Scene:
 # Scene
 
 
-def make_scene(workdir: Path, star_density: float, galaxy_density: float, knots: bool) -> Scene:
+def make_scene(workdir: Path, star_density: float, galaxy_density: float, knots: bool,
+               bright_stars=BRIGHT_STARS) -> Scene:
     """Write the catalog, parse and partition it for :data:`DET_NAME` (not timed).
+
+    ``bright_stars`` are (dRA cos(dec), dDec) offsets from the boresight in degrees and magnorm.
 
     Raises:
         SystemExit: when fewer than MIN_STARS stars or MIN_GALAXIES galaxies land on the sensor.
@@ -109,7 +123,7 @@ def make_scene(workdir: Path, star_density: float, galaxy_density: float, knots:
     from dc2flow.synthetic import make_catalog
 
     cos_dec = math.cos(math.radians(DEC_DEG))
-    bright = [(RA_DEG + dx / cos_dec, DEC_DEG + dy, mag) for dx, dy, mag in BRIGHT_STARS]
+    bright = [(RA_DEG + dx / cos_dec, DEC_DEG + dy, mag) for dx, dy, mag in bright_stars]
     main = Path(make_catalog(outdir=workdir / "catalog", visit=VISIT, ra_deg=RA_DEG, dec_deg=DEC_DEG,
                              band=BAND, seed=SEED, radius_deg=CAP_RADIUS_DEG, star_density=star_density,
                              galaxy_density=galaxy_density, bright_stars=bright))
@@ -130,6 +144,7 @@ def make_scene(workdir: Path, star_density: float, galaxy_density: float, knots:
         raise SystemExit(f"render_vs_galsim: error: only {counts['stars']} stars and {counts['galaxies']} "
                          f"galaxies on {DET_NAME} (need {MIN_STARS} and {MIN_GALAXIES}); raise "
                          "--star-density / --galaxy-density.")
+    counts["bright_stars"] = len(bright_stars)
     return Scene("visit.json", "sources.json", partition, counts)
 
 
@@ -303,15 +318,17 @@ def timed_run(cmd: list[str], workdir: Path, log_name: str) -> Run:
 
 
 def parse_time_v(text: str) -> Run:
-    """Wall-clock seconds and maximum RSS (MB) from GNU ``time -v`` output."""
+    """Wall-clock seconds, maximum RSS (MB) and user + system CPU seconds from GNU ``time -v`` output."""
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text)
+    cpu = [re.search(rf"{kind} time \(seconds\): ([\d.]+)", text) for kind in ("User", "System")]
     if not (rss and wall):
         raise ValueError(f"not GNU time -v output: {text[:200]!r}")
     seconds = 0.0
     for part in wall.group(1).split(":"):
         seconds = seconds * 60.0 + float(part)
-    return Run(wall_s=seconds, max_rss_mb=int(rss.group(1)) / 1024.0)
+    cpu_s = sum(float(m.group(1)) for m in cpu) if all(cpu) else float("nan")
+    return Run(wall_s=seconds, max_rss_mb=int(rss.group(1)) / 1024.0, cpu_s=cpu_s)
 
 
 def dc2flow_command(scene: Scene, out: str, noise: bool = True) -> list[str]:
@@ -396,22 +413,24 @@ def report(runs: dict[str, list[Run]], scene: Scene, commands: dict[str, list[st
 
     sensor = camera.get_sensor(DET_NAME)
     med = {k: (statistics.median(r.wall_s for r in v), min(r.wall_s for r in v),
-               statistics.median(r.max_rss_mb for r in v)) for k, v in runs.items()}
+               statistics.median(r.max_rss_mb for r in v), statistics.median(r.cpu_s for r in v))
+           for k, v in runs.items()}
     n = len(runs["dc2flow"])
     print(f"\n== dc2flow render vs galsim config: {DET_NAME} ({sensor.nx} x {sensor.ny} px), {n} runs each ==")
     print(f"GalSim {galsim.__version__}; single-threaded: "
           + " ".join(f"{k}=1" for k in SINGLE_THREAD_ENV) + ", galsim image.nproc=1; "
           f"galsim draw_method: {draw_method}")
     c = scene.counts
-    print(f"objects: {c['stars']} stars ({len(BRIGHT_STARS)} bright), {c['galaxies']} galaxies "
+    print(f"objects: {c['stars']} stars ({c['bright_stars']} bright), {c['galaxies']} galaxies "
           f"({c['sersic2d_components']} sersic2d + {c['knots_components']} knots components) with centres "
           f"on the sensor; {c['partition_rows']} partition rows drawn; {c['stamp_pixels_M']:.1f} Mpx of stamps")
-    print(f"\n{'tool':<10} {'wall s median':>14} {'wall s min':>11} {'peak RSS MB':>12}")
-    for tool, (wmed, wmin, rss) in med.items():
-        print(f"{tool:<10} {wmed:>14.2f} {wmin:>11.2f} {rss:>12.0f}")
+    print(f"\n{'tool':<10} {'wall s median':>14} {'wall s min':>11} {'peak RSS MB':>12} {'CPU s median':>13}")
+    for tool, (wmed, wmin, rss, cpu) in med.items():
+        print(f"{tool:<10} {wmed:>14.2f} {wmin:>11.2f} {rss:>12.0f} {cpu:>13.2f}")
     wall_ratio = med["dc2flow"][0] / med["galsim"][0]
     rss_ratio = med["dc2flow"][2] / med["galsim"][2]
     print(f"{'ratio':<10} {wall_ratio:>14.3f} {med['dc2flow'][1] / med['galsim'][1]:>11.3f} {rss_ratio:>12.3f}"
+          f" {med['dc2flow'][3] / med['galsim'][3]:>13.3f}"
           "   (dc2flow / galsim)")
     print(f"targets: wall <= {TARGETS['wall']}x: {_verdict(wall_ratio <= TARGETS['wall'])}; "
           f"peak RSS <= {TARGETS['rss']}x: {_verdict(rss_ratio <= TARGETS['rss'])}")
@@ -430,10 +449,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="See the module docstring for what is compared and why.")
     p.add_argument("--repeat", type=int, default=3, help="timed runs of each tool [default: 3]")
     p.add_argument("--workdir", type=Path, help="keep all files here [default: a temporary folder, removed]")
-    p.add_argument("--star-density", type=float, default=2500.0,
-                   help="stars per square degree on the cap [default: 2500, ~140 on the sensor]")
-    p.add_argument("--galaxy-density", type=float, default=45000.0,
-                   help="galaxies per square degree on the cap [default: 45000, ~2280 on the sensor]")
+    p.add_argument("--scene", choices=tuple(SCENES), default="typical",
+                   help="scene preset (densities and bright stars, see SCENES) [default: typical]")
+    p.add_argument("--star-density", type=float,
+                   help="stars per square degree on the cap [default: the preset's; typical: 2500, "
+                        "~140 on the sensor]")
+    p.add_argument("--galaxy-density", type=float,
+                   help="galaxies per square degree on the cap [default: the preset's; typical: 45000, "
+                        "~2280 on the sensor]")
     p.add_argument("--no-knots", dest="knots", action="store_false", help="leave out the knots components")
     p.add_argument("--galsim-draw-method", choices=("auto", "match"), default="auto",
                    help="'auto': GalSim's default for every object; 'match': photon-shoot what dc2flow "
@@ -455,7 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         print(f"work directory: {workdir}", flush=True)
-        scene = make_scene(workdir, args.star_density, args.galaxy_density, args.knots)
+        star_density, galaxy_density, bright_stars = SCENES[args.scene]
+        scene = make_scene(workdir, args.star_density or star_density, args.galaxy_density or galaxy_density,
+                           args.knots, bright_stars)
         cfg = write_galsim_config(workdir, scene, args.galsim_draw_method, noise=True, name="galsim")
         cfg0 = write_galsim_config(workdir, scene, args.galsim_draw_method, noise=False, name="galsim_noiseless")
         commands = {"dc2flow": dc2flow_command(scene, "dc2flow.fits"), "galsim": ["galsim", cfg]}
@@ -469,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
             for tool, cmd in commands.items():
                 run = timed_run(cmd, workdir, f"{tool}_{i}")
                 runs[tool].append(run)
-                print(f"  run {i + 1}/{args.repeat} {tool:<8} {run.wall_s:7.2f} s {run.max_rss_mb:7.0f} MB",
+                print(f"  run {i + 1}/{args.repeat} {tool:<8} {run.wall_s:7.2f} s {run.max_rss_mb:7.0f} MB "
+                      f"{run.cpu_s:7.2f} s CPU",
                       flush=True)
 
         from dc2flow.config import parse_options

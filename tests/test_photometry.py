@@ -82,3 +82,16 @@ def test_sky_level_is_realistic_and_scales_with_airmass():
     assert 500 < sky < 1500   # LSST r-band dark sky, 30 s, 0.2" pixels: ~900 e-
     assert ph.sky_electrons_per_pixel("r", 21.2, 1.5, 30.0, 0.2) == pytest.approx(1.5 * sky)
     assert ph.COLLECTING_AREA_CM2 == pytest.approx(np.pi / 4 * 836.0**2 * (1 - 0.61**2))
+
+
+@pytest.mark.parametrize("band", ph.BANDS)
+def test_bandpass_is_galsims_file_to_the_last_bit(band):
+    """bandpass() reads LSST_{band}.dat itself (no pandas); the PSF and sky it feeds must not move."""
+    ours, galsims = ph.bandpass(band), galsim.Bandpass(f"LSST_{band}.dat", wave_type="nm")
+    assert np.array_equal(ours.wave_list, galsims.wave_list)
+    assert np.array_equal(ours(ours.wave_list), galsims(galsims.wave_list))
+    assert (ours.blue_limit, ours.red_limit) == (galsims.blue_limit, galsims.red_limit)
+    assert ph.effective_wavelength_nm(band) == galsims.effective_wavelength
+    flat = galsim.SED(galsim.LookupTable([50.0, 3000.0], [1.0, 1.0]), "nm", "fnu")
+    ab = galsims.withZeropoint("AB")
+    assert ph.ab_zero_photons(band) == flat.withMagnitude(0.0, ab).calculateFlux(ab)

@@ -44,10 +44,17 @@ _BAND_GRID_STEP_NM = 1.0
 
 @functools.lru_cache(maxsize=None)
 def bandpass(band: str):
-    """GalSim's LSST bandpass for ``band`` (u..y), wavelengths in nm."""
+    """GalSim's LSST bandpass for ``band`` (u..y), wavelengths in nm.
+
+    The file is GalSim's ``LSST_{band}.dat``, read here with numpy: given the name, GalSim reads it
+    with pandas, whose import costs every render job ~0.2 s and ~40 MB for two columns of ~100
+    numbers.  The table is the same to the last bit (``tests/test_photometry.py`` checks it).
+    """
     import galsim
 
-    return galsim.Bandpass(f"LSST_{band}.dat", wave_type="nm")
+    path = os.path.join(galsim.meta_data.share_dir, "bandpasses", f"LSST_{band}.dat")
+    wave, throughput = np.loadtxt(path, unpack=True)
+    return galsim.Bandpass(galsim.LookupTable(wave, throughput, interpolant="linear"), wave_type="nm")
 
 
 @functools.lru_cache(maxsize=None)

@@ -122,7 +122,7 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
 
     sensor = camera.get_sensor(det_name)
     table = read_partition_table(partition_path, _READ_COLUMNS)
-    cols = {name: table[name].to_numpy(zero_copy_only=False) for name in _READ_COLUMNS}
+    cols = {name: _column(table, name) for name in _READ_COLUMNS}
     n = len(table)
     conditions = VisitConditions.from_visit(visit, options["scene"])
     render = options["render"]
@@ -147,7 +147,8 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
             if not bounds.isDefined():
                 continue
             obj_index = int(cols["obj_index"][i])
-            prof = build_object(*(c[i] for c in shape), psf, object_seed(visit, obj_index, "knots"), gsparams)
+            knots_seed = object_seed(visit, obj_index, "knots") if cols["obj_type"][i] == "knots" else 0
+            prof = build_object(*(c[i] for c in shape), psf, knots_seed, gsparams)
             kwargs = dict(image=image[bounds], add_to_image=True, center=galsim.PositionD(x, y))
             if method == "phot":
                 kwargs["rng"] = galsim.BaseDeviate(object_seed(visit, obj_index, "photons"))
@@ -174,6 +175,27 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
     write_fits(image_out, pixels, fits_header(visit, sensor, provenance, summary))
     log.info("%s %s: %s", visit.visit, det_name, summary)
     return summary
+
+
+_NUMPY_DTYPES = {"double": np.dtype(np.float64), "int32": np.dtype(np.int32), "int64": np.dtype(np.int64)}
+
+
+def _column(table, name: str) -> np.ndarray:
+    """One column of a pyarrow Table as numpy (the values and dtype of ``to_numpy(zero_copy_only=False)``).
+
+    Why not ``to_numpy``: pyarrow imports pandas for it, which costs a render job ~0.2 s and ~40 MB
+    of its peak memory and is needed for nothing else.  Numbers without nulls are read in place
+    (read-only), booleans and strings through Python lists (a few ms for ~30,000 rows).
+    """
+    arr = table[name].combine_chunks()
+    dtype = _NUMPY_DTYPES.get(str(arr.type))
+    if arr.null_count:
+        return arr.to_numpy(zero_copy_only=False)
+    if dtype is not None:
+        if len(arr) == 0:
+            return np.empty(0, dtype)
+        return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
+    return np.array(arr.to_pylist(), dtype=bool if str(arr.type) == "bool" else object)
 
 
 def _poisson_in_place(pixels: np.ndarray, seed: int) -> None:
