@@ -108,7 +108,7 @@ def _cmd_bundle(args) -> None:
 def _cmd_forecast(args) -> None:
     import json
 
-    from .config import resolve_catalogs
+    from .config import selected_sensors
     from .errors import ConfigError
     from .forecast import DEFAULT_NODES, format_forecast, forecast, read_profile
 
@@ -126,9 +126,6 @@ def _cmd_forecast(args) -> None:
     catalogs = args.catalogs or config["catalogs"]
     if not catalogs:
         raise ConfigError("catalogs", [], "no catalogs given", "paths or globs on the command line or in --configfile")
-    resolve_catalogs(catalogs)
-    from .config import selected_sensors
-
     result = forecast(catalogs, selected_sensors(config), config, site, sample=args.sample, model_path=args.model,
                       estimates_dir=args.estimates_dir, nodes=args.nodes or list(DEFAULT_NODES), workdir=args.workdir)
     print(json.dumps(result.to_dict(), indent=1) if args.json else format_forecast(result))
