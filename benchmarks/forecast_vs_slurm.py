@@ -175,15 +175,20 @@ def measure(work: Path, sensors: str, model: str | None) -> int:
         m = re.search(r"(\d{8})/[a-z]-(R\d\d_S\d\d)-det", str(p))
         render_s[(int(m[1]), m[2])] = bench_s(p)
         render_cpu[(int(m[1]), m[2])] = bench_s(p, "cpu_time_s")
+    unloaded_h = 0.0   # node-hours with each bundle's slowest render at its CPU time (a diagnostic)
     for sid, kind, where in submitted:
         a = acct[sid]
         share = 1.0 if kind == "bundle" else a["cpus"] / node_cpus
         m = measured.setdefault(kind, {"jobs": 0, "node_hours": 0.0})
         m["jobs"] += 1
         m["node_hours"] += a["elapsed_s"] * share / 3600.0
+        if kind != "bundle":
+            unloaded_h += a["elapsed_s"] * share / 3600.0
         if kind == "bundle":
             slowest = max(render_s[k] for k in members[where])
             overheads.append(a["elapsed_s"] - slowest)
+            key = max(members[where], key=lambda k: render_s[k])
+            unloaded_h += (a["elapsed_s"] - (render_s[key] - render_cpu[key])) / 3600.0
             pred_render.append(max(estimates[k]["runtime_s"] for k in members[where]))
             meas_render.append(slowest)
             continue
@@ -227,6 +232,8 @@ def measure(work: Path, sensors: str, model: str | None) -> int:
     pred_all = sum(estimates[k]["runtime_s"] for k in render_s)
     print(f"renders: all {len(render_s)}, predicted {pred_all:.1f} s, measured wall {sum(render_s.values()):.1f} s, "
           f"CPU {sum(render_cpu.values()):.1f} s (CPU / wall {sum(render_cpu.values()) / sum(render_s.values()):.2f})")
+    print(f"diagnostic: measured node-hours with each bundle's slowest render at its CPU time (no outside load "
+          f"on the renders) {unloaded_h:.4f}, forecast / that {total_f / unloaded_h:.2f}")
     if load.samples:
         print(f"load average during the run: mean {statistics.mean(load.samples):.2f}, max {max(load.samples):.2f} "
               f"on {os.cpu_count()} CPUs (Slurm's own jobs use at most {node_cpus})")

@@ -412,7 +412,7 @@ def disk_bytes(samples: Sequence[VisitSample], params: dict, scale: float) -> di
     out = {"images": images * scale, "truth_tables": truth * scale,
            "partitions": sum(parts) * scale if None not in parts else None,
            "catalogs": sum(cats) * scale if None not in cats else None}
-    out["total"] = sum(v for v in out.values() if v is not None)
+    out["total"] = sum(v for v in out.values() if v is not None)   # of the known parts
     return out
 
 
