@@ -18,7 +18,7 @@ def run(*args, cwd=None):
 
 
 @pytest.mark.parametrize("verb", ["parse", "partition", "render", "make-catalog", "focal-plane", "validate",
-                                  "validate-visit", "mosaic", "cutout", "plot-resources", "record", "register",
+                                  "validate-visit", "mosaic", "cutout", "plot-resources", "record", "register", "forecast",
                                   "status", "query", "viewer"])
 def test_help(verb):
     proc = run(verb, "--help")

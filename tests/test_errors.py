@@ -3,7 +3,7 @@ import pickle
 import pytest
 
 from dc2flow.errors import (BundlingError, CameraError, CatalogError, ConfigError, Dc2flowError,
-                            RegistryError, RenderError, ValidationError, allowed_list)
+                            ForecastError, RegistryError, RenderError, ValidationError, allowed_list)
 
 CASES = [
     (ConfigError("render.noise", "yes", "not a boolean", [True, False]),
@@ -23,6 +23,8 @@ CASES = [
      "validation.strict: false to record the flags without failing.", Exception),
     (RegistryError("r.json", "missing key", "visit", "rerun dc2flow record"),
      "r.json: missing key ('visit'); rerun dc2flow record.", ValueError),
+    (ForecastError("e.tsv:3", "column 'mem_gb' is not a finite number >= 0", "x", "fix or delete the line"),
+     "e.tsv:3: column 'mem_gb' is not a finite number >= 0 ('x'); fix or delete the line.", ValueError),
 ]
 
 

@@ -112,6 +112,32 @@ def _cmd_bundle(args) -> None:
     print(format_summary(summary))
 
 
+def _cmd_forecast(args) -> None:
+    import json
+
+    from .config import selected_sensors
+    from .errors import ConfigError
+    from .forecast import DEFAULT_NODES, format_forecast, forecast, read_profile
+
+    overrides = {}
+    bundle = {k: v for k, v in (("node_memory_gb", args.node_memory_gb), ("node_cores", args.node_cores),
+                                ("visit_overhead_gb", args.visit_overhead_gb), ("time_limit_s", args.time_limit_s))
+              if v is not None}
+    if bundle:
+        overrides["bundle"] = bundle
+    if args.job_startup_s is not None:
+        overrides["forecast"] = {"job_startup_s": args.job_startup_s}
+    if args.sensors:
+        overrides["sensors"] = "all" if args.sensors == "all" else [s for s in args.sensors.split(",") if s]
+    config, site = read_profile(args.profile, args.configfile, overrides)
+    catalogs = args.catalogs or config["catalogs"]
+    if not catalogs:
+        raise ConfigError("catalogs", [], "no catalogs given", "paths or globs on the command line or in --configfile")
+    result = forecast(catalogs, selected_sensors(config), config, site, sample=args.sample, model_path=args.model,
+                      estimates_dir=args.estimates_dir, nodes=args.nodes or list(DEFAULT_NODES), workdir=args.workdir)
+    print(json.dumps(result.to_dict(), indent=1) if args.json else format_forecast(result))
+
+
 def _cmd_manifest(args) -> None:
     from .campaign import write_manifest
 
@@ -339,6 +365,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output plan CSV (bundle,visit,sensor)")
     s.add_argument("--summary", help="also write the summary as JSON here")
     s.set_defaults(func=_cmd_bundle)
+
+    s = sub.add_parser("forecast", help="predict a campaign's node-hours, Slurm jobs, wall time and disk on a site",
+                       description="Parses, partitions and estimates a sample of the visits in-process (or reuses "
+                                   "their estimates tables), packs their sensor jobs with the bundler for the site's "
+                                   "node shape and scales the figures to every visit; prints them beside DC2's flat "
+                                   "rule (2 GB a sensor + 10 GB a visit, one visit per bundle). node-hours: a bundle "
+                                   "holds a node for its slowest member plus forecast.job_startup_s; a per-visit job "
+                                   "(parse_catalog, partition_visit, estimate_visit, validate_visit, mosaic_visit) "
+                                   "its CPUs' share of a node. Wall time at N nodes: max(node-hours / N, critical "
+                                   "path). --json prints the same figures as JSON (disk in GB).")
+    s.add_argument("catalogs", nargs="*", help="instance catalogs, paths or globs (default: catalogs of --configfile)")
+    s.add_argument("--profile", help="a Snakemake profile folder: node shape from its configfiles (section bundle), "
+                                     "forecast parameters (section forecast), cpus_per_task [default: config defaults]")
+    s.add_argument("--configfile", help="a campaign config (catalogs, sensors, physics options, estimate.model)")
+    s.add_argument("--sensors", help="'all' or comma-separated det_names [default: the config's sensors]")
+    s.add_argument("--sample", type=int, default=10, help="visits estimated in full, evenly spaced by number")
+    s.add_argument("--nodes", type=int, action="append", help="node count for the wall time (repeatable) "
+                                                               "[default: 1, 10, 100, 1000]")
+    s.add_argument("--model", help="resource model JSON (from 'calibrate') [default: estimate.model, else packaged]")
+    s.add_argument("--estimates-dir", help="reuse {visit:08d}.tsv estimates tables found here (and the run's "
+                                           "benchmarks/, partitions/, catalog/ beside it) instead of computing")
+    s.add_argument("--node-memory-gb", type=float, help="override bundle.node_memory_gb")
+    s.add_argument("--node-cores", type=int, help="override bundle.node_cores")
+    s.add_argument("--visit-overhead-gb", type=float, help="override bundle.visit_overhead_gb")
+    s.add_argument("--time-limit-s", type=float, help="override bundle.time_limit_s")
+    s.add_argument("--job-startup-s", type=float, help="override forecast.job_startup_s")
+    s.add_argument("--workdir", help="keep the sample's stage files here [default: a temporary folder]")
+    s.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    s.set_defaults(func=_cmd_forecast)
 
     s = sub.add_parser("manifest", help="record a bundle's images (path, bytes, DATASUM) in a TSV",
                        description="Written by each bundle's join job once all of its renders are done.")
