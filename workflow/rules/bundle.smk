@@ -14,11 +14,11 @@ checkpoint bundle_campaign:
         [f"{OUT}/estimates/{campaign.visit_dir(v)}.tsv" for v in VISITS],
     output:
         plan=PLAN,
-        summary=f"{OUT}/bundles/campaign.json",
+        summary=f"{BUNDLES}campaign.json",
     log:
-        f"{OUT}/logs/bundle/campaign.log",
+        f"{OUT}/logs/bundle/{SHARD}campaign.log",
     benchmark:
-        f"{OUT}/benchmarks/bundle/campaign.tsv"
+        f"{OUT}/benchmarks/bundle/{SHARD}campaign.tsv"
     params:
         node=node_options(),
     shell:
@@ -33,11 +33,11 @@ rule finish_bundle:
         # group asks for max(renders, records, 1) cores, not renders + 1 (see registry.smk)
         records=bundle_records,
     output:
-        f"{OUT}/bundles/done/{{bundle}}.tsv",
+        f"{BUNDLES}done/{{bundle}}.tsv",
     log:
-        f"{OUT}/logs/bundle/{{bundle}}.log",
+        f"{OUT}/logs/bundle/{SHARD}{{bundle}}.log",
     benchmark:
-        f"{OUT}/benchmarks/bundle/{{bundle}}.tsv"
+        f"{OUT}/benchmarks/bundle/{SHARD}{{bundle}}.tsv"
     group:
         bundle_of_join
     resources:
