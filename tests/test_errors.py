@@ -2,7 +2,7 @@ import pickle
 
 import pytest
 
-from dc2flow.errors import (BundlingError, CameraError, CatalogError, ConfigError, Dc2flowError,
+from dc2flow.errors import (BundlingError, CameraError, CampaignError, CatalogError, ConfigError, Dc2flowError,
                             RegistryError, RenderError, ValidationError, allowed_list)
 
 CASES = [
@@ -23,6 +23,8 @@ CASES = [
      "validation.strict: false to record the flags without failing.", Exception),
     (RegistryError("r.json", "missing key", "visit", "rerun dc2flow record"),
      "r.json: missing key ('visit'); rerun dc2flow record.", ValueError),
+    (CampaignError("camp/campaign.json", "shard_size 100 differs from the planned 50", fix="plan again with 50"),
+     "camp/campaign.json: shard_size 100 differs from the planned 50; plan again with 50.", ValueError),
 ]
 
 

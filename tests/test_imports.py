@@ -9,7 +9,7 @@ PKG = Path(__file__).resolve().parents[1] / "workflow" / "dc2flow"
 CORE = {"errors", "config", "camera", "io", "photometry", "psf", "display"}
 STAGES = ["catalog", "partition", "estimate", "bundle", "render", "validation", "registry"]  # in data-flow order
 TOP = {"campaign": set(STAGES), "synthetic": set(), "calibrate": {"estimate"}, "viewer": {"registry"},
-       "cli": None}  # None: anything
+       "sharding": {"campaign"}, "cli": None}  # None: anything
 
 
 def _imports(module: str) -> set[str]:
