@@ -221,7 +221,8 @@ def test_run_resume_failure_and_interrupt(tmp_path):
     assert (out / "00001001" / "eimage_00001001-0-r-R22_S11-det094.fits").exists()
     assert (out / "bundles" / "shard-0000" / "campaign.csv").exists() and not (out / "bundles" / "campaign.csv").exists()
     assert (out / "validation" / "shard-0000" / "resources.png").exists()
-    assert "star_cat_1002.txt.gz" in (c / "logs" / "shard-0001.log").read_text()
+    assert "Error in rule parse_catalog" in (c / "logs" / "shard-0001.log").read_text()
+    assert "star_cat_1002.txt.gz" in (out / "logs" / "catalog" / "00001002.log").read_text()
 
     (tmp_path / "hidden.gz").rename(include)
     log0 = (c / "logs" / "shard-0000.log").read_text()
