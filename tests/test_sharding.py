@@ -211,6 +211,8 @@ def test_run_resume_failure_and_interrupt(tmp_path):
     (tmp_path / "base.yaml").write_text("sensors: [R22_S11]\nvalidation: {mosaic_bin: 64}\n")
     plan = ["campaign", "plan", "--shard-size", 1, "--outdir", out, "--dir", c, "--configfile", tmp_path / "base.yaml"]
     assert dc2flow(*plan, cats / "phosim_cat_100[12].txt").returncode == 0
+    proc = run_campaign(c, "-n", check_rc=0)  # Snakemake's dry run of each shard: no done marker
+    assert proc.stdout.count("finished (no done marker") == 2 and states(c) == ["planned", "planned"]
     include = cats / "star_cat_1002.txt.gz"
     include.rename(tmp_path / "hidden.gz")
 

@@ -467,6 +467,7 @@ class _Running:
     proc: subprocess.Popen
     log: object
     started: float
+    signalled: bool = False  # a signal was passed on to it: no done marker, whatever its exit status
 
 
 def run_campaign(campaign_dir: str | os.PathLike, profile: str, parallel: int = 1, dry_run: bool = False,
@@ -506,7 +507,20 @@ def run_campaign(campaign_dir: str | os.PathLike, profile: str, parallel: int = 
     campaign_dir = Path(campaign_dir).resolve()
     campaign = read_campaign(campaign_dir)
     profile_files = profile_configfiles(profile)
-    no_work = _no_work(extra_args)
+    if dry_run:
+        for shard in _to_run(campaign_dir, campaign, echo):
+            echo(shlex.join(snakemake_command(campaign_dir, campaign, shard, profile, profile_files, extra_args)))
+        return 0
+    with run_lock(campaign_dir):
+        todo = _to_run(campaign_dir, campaign, echo)
+        orphans = any(shard_status(campaign_dir, campaign, s).state == "running" for s in campaign.shards)
+        status = _launch(campaign_dir, campaign, todo, profile, profile_files, parallel, extra_args,
+                         _no_work(extra_args), echo, poll_s) if todo else 0
+        return status or (1 if orphans else 0)
+
+
+def _to_run(campaign_dir: Path, campaign: Campaign, echo: Callable[[str], None]) -> list[Shard]:
+    """The shards to run (planned or failed), after saying how many there are."""
     statuses = {s.name: shard_status(campaign_dir, campaign, s) for s in campaign.shards}
     todo = [s for s in campaign.shards if statuses[s.name].state in ("planned", "failed")]
     orphans = [s for s in campaign.shards if statuses[s.name].state == "running"]
@@ -515,15 +529,7 @@ def run_campaign(campaign_dir: str | os.PathLike, profile: str, parallel: int = 
          + (f", {len(orphans)} still running from an earlier launcher" if orphans else ""))
     for shard in orphans:
         echo(f"{shard.name}: not started again: {statuses[shard.name].detail}")
-    if dry_run:
-        for shard in todo:
-            echo(shlex.join(snakemake_command(campaign_dir, campaign, shard, profile, profile_files, extra_args)))
-        return 0
-    if not todo:
-        return 1 if orphans else 0
-    with run_lock(campaign_dir):
-        return _launch(campaign_dir, campaign, todo, profile, profile_files, parallel, extra_args, no_work, echo,
-                       poll_s) or (1 if orphans else 0)
+    return todo
 
 
 def _launch(campaign_dir: Path, campaign: Campaign, todo: list[Shard], profile: str, profile_files: Sequence[str],
@@ -538,9 +544,11 @@ def _launch(campaign_dir: Path, campaign: Campaign, todo: list[Shard], profile: 
     def forward(signum, _frame):
         stop.append(signum)
         to_send = signal.SIGTERM if signum == signal.SIGHUP else signum
-        echo(f"signal {signal.Signals(signum).name}: passing it on to {len(running)} Snakemake process(es), "
+        alive = [r for r in running if r.proc.poll() is None]
+        echo(f"signal {signal.Signals(signum).name}: passing it on to {len(alive)} Snakemake process(es), "
              "starting no more shards")
-        for r in running:
+        for r in alive:
+            r.signalled = True
             with contextlib.suppress(ProcessLookupError):
                 os.kill(r.proc.pid, to_send)
 
@@ -556,14 +564,14 @@ def _launch(campaign_dir: Path, campaign: Campaign, todo: list[Shard], profile: 
             time.sleep(poll_s)
             for r in [r for r in running if r.proc.poll() is not None]:
                 running.remove(r)
-                ok = _finish(campaign_dir, campaign, r, bool(stop), no_work)
+                ok = _finish(campaign_dir, campaign, r, no_work)
                 rc = r.proc.returncode
                 if ok:
                     echo(f"{r.shard.name}: " + ("finished (no done marker: the Snakemake arguments make no outputs)"
                                                 if no_work else f"done in {time.time() - r.started:.0f} s"))
                 else:
                     failed.append(r.shard.name)
-                    how = "interrupted" if stop else f"failed (exit {rc})"
+                    how = "interrupted" if r.signalled else f"failed (exit {rc})"
                     echo(f"{r.shard.name}: {how}; see {shard_log(campaign_dir, r.shard.name)}")
     finally:
         for s, handler in previous.items():
@@ -597,10 +605,11 @@ def _start(campaign_dir: Path, campaign: Campaign, shard: Shard, profile: str, p
     return _Running(shard, proc, log, time.time())
 
 
-def _finish(campaign_dir: Path, campaign: Campaign, r: _Running, interrupted: bool, no_work: bool) -> bool:
-    """Record how a shard's Snakemake ended; True when it succeeded."""
+def _finish(campaign_dir: Path, campaign: Campaign, r: _Running, no_work: bool) -> bool:
+    """Record how a shard's Snakemake ended; True when it succeeded (exit 0, and no signal passed on)."""
     r.log.close()
     rc = r.proc.returncode
+    interrupted = r.signalled
     ok = rc == 0 and not interrupted
     if ok and not no_work:
         write_json(state_file(campaign_dir, r.shard.name, "done"),
