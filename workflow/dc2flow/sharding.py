@@ -194,9 +194,11 @@ def _check_base_config(configfile: str) -> None:
 
 def _started(campaign_dir: Path, campaign: Campaign) -> list[str]:
     """Shards that have been run (a state marker, a log or a Snakemake directory)."""
-    return [s.name for s in campaign.shards
-            if any(state_file(campaign_dir, s.name, st).exists() for st in ("done", "failed", "running"))
-            or shard_log(campaign_dir, s.name).exists() or (shard_workdir(campaign_dir, s.name) / ".snakemake").exists()]
+    def started(name: str) -> bool:
+        return (any(state_file(campaign_dir, name, st).exists() for st in ("done", "failed", "running"))
+                or shard_log(campaign_dir, name).exists() or (shard_workdir(campaign_dir, name) / ".snakemake").exists())
+
+    return [s.name for s in campaign.shards if started(s.name)]
 
 
 def _shard_yaml(outdir: str, shard: Shard) -> str:
