@@ -19,7 +19,7 @@ def run(*args, cwd=None):
 
 @pytest.mark.parametrize("verb", ["parse", "partition", "render", "make-catalog", "focal-plane", "validate",
                                   "validate-visit", "mosaic", "cutout", "plot-resources", "record", "register", "forecast",
-                                  "status", "query", "viewer"])
+                                  "status", "query", "viewer", "campaign"])
 def test_help(verb):
     proc = run(verb, "--help")
     assert proc.returncode == 0 and "usage: dc2flow " + verb in proc.stdout

@@ -2,7 +2,7 @@ import pickle
 
 import pytest
 
-from dc2flow.errors import (BundlingError, CameraError, CatalogError, ConfigError, Dc2flowError,
+from dc2flow.errors import (BundlingError, CameraError, CampaignError, CatalogError, ConfigError, Dc2flowError,
                             ForecastError, RegistryError, RenderError, ValidationError, allowed_list)
 
 CASES = [
@@ -25,6 +25,8 @@ CASES = [
      "r.json: missing key ('visit'); rerun dc2flow record.", ValueError),
     (ForecastError("e.tsv:3", "column 'mem_gb' is not a finite number >= 0", "x", "fix or delete the line"),
      "e.tsv:3: column 'mem_gb' is not a finite number >= 0 ('x'); fix or delete the line.", ValueError),
+    (CampaignError("camp/campaign.json", "shard_size 100 differs from the planned 50", fix="plan again with 50"),
+     "camp/campaign.json: shard_size 100 differs from the planned 50; plan again with 50.", ValueError),
 ]
 
 

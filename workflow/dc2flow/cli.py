@@ -275,6 +275,30 @@ def _cmd_viewer(args) -> None:
           reg["max_comment_chars"], args.host or reg["viewer_host"], args.port or reg["viewer_port"])
 
 
+def _cmd_campaign_plan(args) -> None:
+    from .sharding import plan_campaign
+
+    campaign, added = plan_campaign(args.catalogs, args.shard_size, args.outdir, args.dir, args.configfile)
+    n_visits = sum(len(s.visits) for s in campaign.shards)
+    new = f"added {added[0].name}" + (f" to {added[-1].name}" if len(added) > 1 else "") if added else "nothing new"
+    print(f"{len(campaign.shards)} shards, {n_visits} visits ({new}); plan {args.dir}/campaign.json")
+
+
+def _cmd_campaign_run(args) -> int:
+    from .sharding import run_campaign
+
+    return run_campaign(args.dir, args.profile, args.parallel, args.dry_run, args.snakemake_args)
+
+
+def _cmd_campaign_status(args) -> None:
+    import json
+
+    from .sharding import campaign_status, format_status, status_json
+
+    campaign, statuses = campaign_status(args.dir)
+    print(json.dumps(status_json(campaign, statuses), indent=1) if args.json else format_status(campaign, statuses))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dc2flow", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
@@ -525,6 +549,48 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--watch", type=float, metavar="SECONDS", help="repeat every SECONDS until all are done or failed")
     s.set_defaults(func=_cmd_status)
 
+    s = sub.add_parser("campaign", help="a campaign of thousands of visits as shards, one Snakemake run each",
+                       description="Plans a campaign as shards of SHARD_SIZE visits (each an ordinary Snakemake run "
+                                   "with its own bundle plan, all writing into one output root), runs the shards "
+                                   "not yet done through a Snakemake profile, and reports their state. Files in "
+                                   "DIR: campaign.json (settings; per shard its visits and catalogs), "
+                                   "shards/shard-NNNN.yaml (config overlay: catalogs, outdir, shard), "
+                                   "shards/shard-NNNN/ (Snakemake's working directory), logs/shard-NNNN.log, "
+                                   "state/shard-NNNN.{done,failed,running}.json.")
+    csub = s.add_subparsers(dest="campaign_verb", required=True)
+    c = csub.add_parser("plan", help="split catalogs into shards (headers only); again: append new visits",
+                        description="Sorts the visits by number and cuts them into shards. Planning again with the "
+                                    "same settings keeps every planned shard and appends new shards for new "
+                                    "visits; other settings are refused once a shard has run.")
+    c.add_argument("catalogs", nargs="+", help="instance catalogs: paths or glob patterns")
+    c.add_argument("--shard-size", type=int, required=True, help="visits per shard (e.g. 50-100)")
+    c.add_argument("--outdir", required=True, help="the output root shared by every shard")
+    c.add_argument("--dir", required=True, help="the campaign directory (plan, shard configs, logs, state)")
+    c.add_argument("--configfile", help="base Snakemake config for every shard (absolute paths; no catalogs, "
+                                        "outdir or shard)")
+    c.set_defaults(func=_cmd_campaign_plan)
+    c = csub.add_parser("run", help="run the shards not yet done through a Snakemake profile; again: resume",
+                        description="Runs 'snakemake --profile PROFILE --configfile [the profile\'s configfiles] "
+                                    "[base] DIR/shards/NAME.yaml --directory DIR/shards/NAME [SNAKEMAKE_ARGS]' for "
+                                    "each shard not done, PARALLEL at a time, from the current directory; output "
+                                    "to DIR/logs/NAME.log. Exit 0 gives a done marker; a failed shard is run again "
+                                    "next time (Snakemake redoes only what is missing). Ctrl-C/SIGTERM are passed "
+                                    "on to Snakemake and leave no done marker. Exit status 1 when a shard failed.")
+    c.add_argument("--dir", required=True, help="the campaign directory")
+    c.add_argument("--profile", required=True, help="Snakemake profile, e.g. profiles/local or profiles/slurm")
+    c.add_argument("--parallel", type=int, default=1, help="shards (Snakemake processes) side by side [default: 1]")
+    c.add_argument("--dry-run", action="store_true", help="print the Snakemake command of each shard to run")
+    c.add_argument("snakemake_args", nargs="*", metavar="-- SNAKEMAKE_ARGS",
+                   help="more Snakemake arguments for every shard, after '--' (e.g. -- --unlock)")
+    c.set_defaults(func=_cmd_campaign_run)
+    c = csub.add_parser("status", help="per shard: planned, running, done or failed",
+                        description="Reads DIR's markers: done = last run exited 0 with the current config; "
+                                    "failed = last run failed or was interrupted; running = its Snakemake process "
+                                    "is alive; planned = not run (or done before its config changed).")
+    c.add_argument("--dir", required=True, help="the campaign directory")
+    c.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    c.set_defaults(func=_cmd_campaign_status)
+
     s = sub.add_parser("query", help="ask the registry: failed validation, config hash, core-hours, problems",
                        description="Prints a table. The SQL behind each question is in the README.")
     s.add_argument("--db", required=True, help="SQLAlchemy URL of the registry")
@@ -618,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"[fix the input, or delete the record to force a rerun]", file=sys.stderr)
             return EXIT_NOT_RETRIED
     try:
-        args.func(args)
+        status = args.func(args) or 0  # a verb may return an exit status (campaign run)
     except Dc2flowError as exc:
         print(f"dc2flow {args.verb}: error: {exc}", file=sys.stderr)
         if args.failure_record and not _caused_by_os_error(exc):
@@ -626,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     if args.failure_record and os.path.exists(args.failure_record):
         os.remove(args.failure_record)  # the inputs changed and it worked: the old failure is history
-    return 0
+    return status
 
 
 if __name__ == "__main__":

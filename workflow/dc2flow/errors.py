@@ -14,6 +14,7 @@ class                  raise it when
 ``ValidationError``    strict validation: rendered sensors fail their checks (``visit``, ``flagged``)
 ``RegistryError``      a registry record, database or viewer request is invalid (``where``, ``value``)
 ``ForecastError``      a cost forecast's input (profile, reused estimates table) is malformed (``where``)
+``CampaignError``      a sharded campaign cannot be planned or run as asked (``where``, ``value``)
 ``Dc2flowWarning``     recoverable trouble, e.g. objects skipped or a header key defaulted
 =====================  ==========================================================================
 
@@ -173,6 +174,25 @@ class ForecastError(Dc2flowError, ValueError):
 
     Parameters:
         where:   ``file:line`` (or the folder) concerned.
+        reason:  what is wrong.
+        value:   the offending value [default: None].
+        fix:     how to fix it [default: "fix the value"].
+    """
+
+    def __init__(self, where: str, reason: str, value: Any = None, fix: str = "fix the value"):
+        self.where, self.reason, self.value, self.fix = str(where), reason, value, fix
+        shown = f" ({value!r})" if value is not None else ""
+        super().__init__(f"{self.where}: {reason}{shown}; {fix}.")
+
+    def __reduce__(self):
+        return (self.__class__, (self.where, self.reason, self.value, self.fix))
+
+
+class CampaignError(Dc2flowError, ValueError):
+    """A sharded campaign (``dc2flow campaign``) cannot be planned or run as asked.
+
+    Parameters:
+        where:   the campaign file, catalog, profile or option concerned.
         reason:  what is wrong.
         value:   the offending value [default: None].
         fix:     how to fix it [default: "fix the value"].

@@ -14,11 +14,11 @@ checkpoint bundle_campaign:
         [f"{OUT}/estimates/{campaign.visit_dir(v)}.tsv" for v in VISITS],
     output:
         plan=PLAN,
-        summary=f"{OUT}/bundles/campaign.json",
+        summary=f"{BUNDLES}campaign.json",
     log:
-        f"{OUT}/logs/bundle/campaign.log",
+        f"{OUT}/logs/bundle/{SHARD}campaign.log",
     benchmark:
-        f"{OUT}/benchmarks/bundle/campaign.tsv"
+        f"{OUT}/benchmarks/bundle/{SHARD}campaign.tsv"
     params:
         node=node_options(),
     shell:
@@ -30,11 +30,11 @@ rule finish_bundle:
     input:
         images=bundle_images,
     output:
-        f"{OUT}/bundles/done/{{bundle}}.tsv",
+        f"{BUNDLES}done/{{bundle}}.tsv",
     log:
-        f"{OUT}/logs/bundle/{{bundle}}.log",
+        f"{OUT}/logs/bundle/{SHARD}{{bundle}}.log",
     benchmark:
-        f"{OUT}/benchmarks/bundle/{{bundle}}.tsv"
+        f"{OUT}/benchmarks/bundle/{SHARD}{{bundle}}.tsv"
     group:
         bundle_of_join
     resources:

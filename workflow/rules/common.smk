@@ -83,7 +83,11 @@ def model_option():
 
 
 # --- bundles: the checkpoint's plan decides groups and resources -------------------------------
-PLAN = f"{OUT}/bundles/campaign.csv"
+# A shard of a sharded campaign (dc2flow campaign) keeps its campaign-wide files apart under the
+# shared outdir: bundles/{shard}/..., logs/bundle/{shard}/..., validation/{shard}/resources.png.
+SHARD = f"{config['shard']}/" if config["shard"] else ""
+BUNDLES = f"{OUT}/bundles/{SHARD}"  # the plan, its summary and the bundles' done markers
+PLAN = f"{BUNDLES}campaign.csv"
 BUNDLE = config["bundle"]
 
 
@@ -156,7 +160,7 @@ def bundle_images(wildcards):
 
 
 def all_bundles(wildcards):
-    return [f"{OUT}/bundles/done/{bundle}.tsv" for bundle in plan_members()]
+    return [f"{BUNDLES}done/{bundle}.tsv" for bundle in plan_members()]
 
 
 # --- validation: per-sensor checks in the bundle's job; per visit a table, figure and mosaic ----
@@ -182,7 +186,7 @@ def all_validation():
     """Per visit the validation table, figure and mosaic, and the campaign's resource figure."""
     per_visit = [f"{OUT}/validation/{campaign.visit_dir(v)}/{name}" for v in VISITS
                  for name in ("summary.tsv", "summary.png", "mosaic.png")]
-    return per_visit + ([f"{OUT}/validation/resources.png"] if VISITS else [])
+    return per_visit + ([f"{OUT}/validation/{SHARD}resources.png"] if VISITS else [])
 
 
 # --- registry: per-sensor records, merged per visit on the driver host -------------------------

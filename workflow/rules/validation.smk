@@ -89,20 +89,20 @@ rule cutout_sensor:  # on request: snakemake results/validation/{visit}/cutouts/
 
 rule plot_resources:
     input:
-        campaign=f"{OUT}/bundles/campaign.json",
+        campaign=f"{BUNDLES}campaign.json",
         estimates=[f"{OUT}/estimates/{campaign.visit_dir(v)}.tsv" for v in VISITS],
         registered=all_registered(),  # the renders (and their benchmark records) are done
     output:
         report(
-            f"{OUT}/validation/resources.png",
+            f"{OUT}/validation/{SHARD}resources.png",
             caption="../report/resources.rst",
             category="Resources",
             labels={"figure": "bundles and render resources"},
         ),
     log:
-        f"{OUT}/logs/validation/resources.log",
+        f"{OUT}/logs/validation/{SHARD}resources.log",
     benchmark:
-        f"{OUT}/benchmarks/validation/resources.tsv"
+        f"{OUT}/benchmarks/validation/{SHARD}resources.tsv"
     params:
         benchmarks=render_benchmarks(),
     shell:
