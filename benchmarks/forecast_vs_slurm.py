@@ -194,7 +194,7 @@ def measure(work: Path, sensors: str, model: str | None) -> int:
             continue
         stage = {"parse_catalog": f"catalog/{where}.tsv", "partition_visit": f"partition/{where}.tsv",
                  "estimate_visit": f"estimate/{where}.tsv", "mosaic_visit": f"validation/{where}/mosaic.tsv",
-                 "validate_visit": f"validation/{where}/validate.tsv"}.get(kind)
+                 "validate_visit": f"validation/{where}.tsv"}.get(kind)
         secs = bench_s(out / "benchmarks" / stage) if stage else None
         if secs is not None:
             overheads.append(a["elapsed_s"] - secs)
@@ -222,9 +222,7 @@ def measure(work: Path, sensors: str, model: str | None) -> int:
     print()
     print(f"node-hours: forecast {total_f:.4f}, measured {total_m:.4f}, ratio {ratio:.2f}: "
           f"{'within' if abs(ratio - 1) <= TARGET else 'NOT within'} +-{TARGET:.0%}")
-    print(f"Slurm jobs: forecast {jobs_f}, measured {jobs_m}" +
-          ("" if "validate_visit" in measured else
-           f" (this checkout validates inside the bundles: no validate_visit job, {visits} forecast)"))
+    print(f"Slurm jobs: forecast {jobs_f}, measured {jobs_m}")
     print(f"job start-up (median of Elapsed - main command's benchmark s over {len(overheads)} jobs): "
           f"{statistics.median(overheads):.1f} s measured, {startup:g} s in the profile")
     print(f"renders: slowest member per bundle, predicted {sum(pred_render):.1f} s, measured {sum(meas_render):.1f} s "

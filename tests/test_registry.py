@@ -224,6 +224,12 @@ def test_validation_figures_fill_the_columns_and_queries_answer(out, tmp_path):
     assert "R22_S11" in text and "R22_S12" not in text
 
 
+def test_record_columns_are_the_tables_and_records_need_no_sqlalchemy():
+    assert registry.IMAGE_COLUMNS == tuple(c.name for c in registry.IMAGES.columns)
+    code = "import sys, dc2flow.registry; assert 'sqlalchemy' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, env=env_with_venv())
+
+
 def test_register_refuses_validations_out_of_order(out):
     records, validations, benchmarks = visit_inputs(out)
     with pytest.raises(RegistryError, match="validation of another sensor"):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import functools
 import glob
 import json
 import os
@@ -66,7 +67,16 @@ def utc_now() -> str:
 
 
 # --- the tables (SQLAlchemy Core) -------------------------------------------------------------------
+# Built on first use: a render job writes its record without importing SQLAlchemy (~0.2 s per job).
+IMAGE_COLUMNS = ("visit", "det_name", "det_num", "band", "path", "bytes", "datasum", "checksum", "sha256",
+                 "dc2flow_version", "galsim_version", "config_hash", "catalog_sha256", "seed", "catalog_seed",
+                 "container_image", "runtime_s", "max_rss_mb", "cpu_time_s", "bundle", "validation_status",
+                 "validation_flags", *VALIDATION_FIELDS[2:], "recorded_utc")
+
+
+@functools.lru_cache(maxsize=1)
 def _tables():
+    """(metadata, images, problems); the images table's columns are :data:`IMAGE_COLUMNS`."""
     from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, Text
 
     md = MetaData()
@@ -109,8 +119,11 @@ def _tables():
     return md, images, problems
 
 
-METADATA, IMAGES, PROBLEMS = _tables()
-IMAGE_COLUMNS = tuple(c.name for c in IMAGES.columns)
+def __getattr__(name: str):
+    """``registry.METADATA``, ``registry.IMAGES``, ``registry.PROBLEMS``: the tables, built on first use."""
+    if name in ("METADATA", "IMAGES", "PROBLEMS"):
+        return dict(zip(("METADATA", "IMAGES", "PROBLEMS"), _tables()))[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def connect(url: str):
@@ -148,7 +161,7 @@ def _create_tables(engine) -> None:
     from sqlalchemy.schema import CreateTable
 
     with engine.begin() as conn:
-        for table in METADATA.sorted_tables:
+        for table in _tables()[0].sorted_tables:
             conn.execute(CreateTable(table, if_not_exists=True))
 
 
@@ -332,14 +345,15 @@ def _upsert(conn, rows: list[dict]) -> None:
             from sqlalchemy.dialects.sqlite import insert
         else:
             from sqlalchemy.dialects.postgresql import insert
-        stmt = insert(IMAGES)
+        stmt = insert(_tables()[1])
         stmt = stmt.on_conflict_do_update(index_elements=list(key),
                                           set_={c: stmt.excluded[c] for c in IMAGE_COLUMNS if c not in key})
         conn.execute(stmt, rows)
     else:  # any other backend: delete + insert in the same transaction
         for row in rows:
-            conn.execute(IMAGES.delete().where(IMAGES.c.visit == row["visit"], IMAGES.c.det_name == row["det_name"]))
-        conn.execute(IMAGES.insert(), rows)
+            images = _tables()[1]
+            conn.execute(images.delete().where(images.c.visit == row["visit"], images.c.det_name == row["det_name"]))
+        conn.execute(_tables()[1].insert(), rows)
 
 
 # --- problems (from the viewer) ----------------------------------------------------------------------
@@ -353,7 +367,7 @@ def add_problem(url_or_engine, visit: int, det_name: str, category: str, comment
     check_problem(visit, det_name, category, comment, categories, max_comment_chars)
     engine = connect(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     with engine.begin() as conn:
-        result = conn.execute(PROBLEMS.insert().values(visit=int(visit), det_name=det_name, category=category,
+        result = conn.execute(_tables()[2].insert().values(visit=int(visit), det_name=det_name, category=category,
                                                        comment=comment, created_utc=utc_now()))
         return int(result.inserted_primary_key[0])
 
@@ -377,7 +391,7 @@ def list_problems(engine) -> list[dict]:
     from sqlalchemy import select
 
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(PROBLEMS).order_by(PROBLEMS.c.id.desc()))]
+        return [dict(r._mapping) for r in conn.execute(select(_tables()[2]).order_by(_tables()[2].c.id.desc()))]
 
 
 # --- queries -----------------------------------------------------------------------------------------
