@@ -10,8 +10,8 @@ on the pipeline's Snakefile in two states, and on a bare Snakefile of the same s
   validation, mosaic and registration job per visit and one render job per sensor, before the
   bundling checkpoint (renders not yet grouped).
 - ``planned``: the catalog, partition and estimate outputs present (empty stand-ins, estimates
-  with varied synthetic demands) and the bundle plan made by ``dc2flow bundle`` from them, as on
-  a restart after the checkpoint: renders grouped into bundles, each with its resources read
+  with varied synthetic demands) and the bundle plan made by ``dc2flow bundle`` from them for a
+  site's node (``--node``; Perlmutter's by default), as on a restart after the checkpoint: renders grouped into bundles, each with its resources read
   from the plan, plus one ``finish_bundle`` job per bundle.
 - ``bare``: a Snakefile with one job per visit and one per sensor (one input, one output, a
   ``touch``), the floor Snakemake itself sets for a DAG of that many jobs.
@@ -144,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--visits", nargs="+", type=int, default=[1, 10, 100, 300])
     ap.add_argument("--states", nargs="+", choices=["fresh", "planned", "bare"], default=["fresh", "planned", "bare"])
     ap.add_argument("--workdir", help="keep catalogs and stand-ins here [default: a temporary folder]")
-    ap.add_argument("--node", default="--node-memory-gb 16 --node-cores 4 --visit-overhead-gb 0.5 --time-limit-s 86400 --solver auto --solve-time-limit-s 20",
-                    help="dc2flow bundle options for the planned state [default: config/config.yaml's node]")
+    ap.add_argument("--node", default="--node-memory-gb 480 --node-cores 128 --visit-overhead-gb 0.5 "
+                                      "--time-limit-s 43200 --solver auto --solve-time-limit-s 20",
+                    help="dc2flow bundle options for the planned state [default: a Perlmutter CPU node, as "
+                         "profiles/perlmutter/node.yaml; config/config.yaml's small 16 GB / 4-core default "
+                         "makes ~25 bundles, so ~25 more jobs, per visit]")
     args = ap.parse_args(argv)
     root = Path(args.workdir or tempfile.mkdtemp(prefix="dc2flow-plan-")).resolve()
     root.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ CASES = [
      "visit 1 R22_S11 needs 300 GB; raise the node memory.", Exception),
     (ValidationError(77, {"R22_S12": ["sky"], "R22_S11": ["astrometry", "psf"]}, "validation/00000077/summary.tsv"),
      "validation/00000077/summary.tsv: visit 77: 2 sensor(s) failed validation (R22_S11: astrometry, psf; "
-     "R22_S12: sky); see the per-sensor records beside it for the figures and fix the cause, or set "
+     "R22_S12: sky); see the VALIDATION FLAGGED lines of the log for the figures and fix the cause, or set "
      "validation.strict: false to record the flags without failing.", Exception),
     (RegistryError("r.json", "missing key", "visit", "rerun dc2flow record"),
      "r.json: missing key ('visit'); rerun dc2flow record.", ValueError),

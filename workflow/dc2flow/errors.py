@@ -145,16 +145,18 @@ class ValidationError(Dc2flowError):
         self.visit, self.flagged, self.where = int(visit), {k: list(v) for k, v in flagged.items()}, str(where)
         names = "; ".join(f"{det}: {', '.join(checks)}" for det, checks in sorted(self.flagged.items()))
         super().__init__(f"{self.where}: visit {self.visit}: {len(self.flagged)} sensor(s) failed validation "
-                         f"({names}); see the per-sensor records beside it for the figures and fix the cause, "
+                         f"({names}); see the VALIDATION FLAGGED lines of the log for the figures and fix the cause, "
                          f"or set validation.strict: false to record the flags without failing.")
 
     def __reduce__(self):
         return (self.__class__, (self.visit, self.flagged, self.where))
-class RegistryError(Dc2flowError, ValueError):
-    """A campaign-registry record, database URL or viewer request is invalid.
+
+
+class _WhereError(Dc2flowError, ValueError):
+    """Base of the errors that name where (a file, ``file:line``, URL or field), what, the value and a fix.
 
     Parameters:
-        where:   the file, database URL or request field concerned.
+        where:   the file, ``file:line``, database URL, option or request field concerned.
         reason:  what is wrong.
         value:   the offending value [default: None].
         fix:     how to fix it [default: "fix the value"].
@@ -169,42 +171,18 @@ class RegistryError(Dc2flowError, ValueError):
         return (self.__class__, (self.where, self.reason, self.value, self.fix))
 
 
-class ForecastError(Dc2flowError, ValueError):
-    """An input of the cost forecast (a site profile, a reused estimates table) is malformed.
-
-    Parameters:
-        where:   ``file:line`` (or the folder) concerned.
-        reason:  what is wrong.
-        value:   the offending value [default: None].
-        fix:     how to fix it [default: "fix the value"].
-    """
-
-    def __init__(self, where: str, reason: str, value: Any = None, fix: str = "fix the value"):
-        self.where, self.reason, self.value, self.fix = str(where), reason, value, fix
-        shown = f" ({value!r})" if value is not None else ""
-        super().__init__(f"{self.where}: {reason}{shown}; {fix}.")
-
-    def __reduce__(self):
-        return (self.__class__, (self.where, self.reason, self.value, self.fix))
+class RegistryError(_WhereError):
+    """A campaign-registry record, database URL or viewer request is invalid (see :class:`_WhereError`)."""
 
 
-class CampaignError(Dc2flowError, ValueError):
-    """A sharded campaign (``dc2flow campaign``) cannot be planned or run as asked.
+class ForecastError(_WhereError):
+    """An input of the cost forecast (a site profile, a reused estimates table) is malformed; ``where``
+    is ``file:line`` or the folder (see :class:`_WhereError`)."""
 
-    Parameters:
-        where:   the campaign file, catalog, profile or option concerned.
-        reason:  what is wrong.
-        value:   the offending value [default: None].
-        fix:     how to fix it [default: "fix the value"].
-    """
 
-    def __init__(self, where: str, reason: str, value: Any = None, fix: str = "fix the value"):
-        self.where, self.reason, self.value, self.fix = str(where), reason, value, fix
-        shown = f" ({value!r})" if value is not None else ""
-        super().__init__(f"{self.where}: {reason}{shown}; {fix}.")
-
-    def __reduce__(self):
-        return (self.__class__, (self.where, self.reason, self.value, self.fix))
+class CampaignError(_WhereError):
+    """A sharded campaign (``dc2flow campaign``) cannot be planned or run as asked; ``where`` is the
+    campaign file, catalog, profile or option (see :class:`_WhereError`)."""
 
 
 class Dc2flowWarning(UserWarning):
