@@ -1,8 +1,7 @@
 # Stage 4: pack every sensor job into node-sized bundles (one Slurm group job each).
 # The checkpoint writes the plan; render jobs read their bundle (group) and resources from it,
 # and one finish_bundle job per bundle joins its renders, so Snakemake submits each bundle as one
-# group job. Before the plan exists (a dry
-# run), renders are listed ungrouped.
+# group job. Before the plan exists (a dry run), renders are listed ungrouped.
 
 
 localrules:

@@ -163,7 +163,7 @@ def all_bundles(wildcards):
     return [f"{BUNDLES}done/{bundle}.tsv" for bundle in plan_members()]
 
 
-# --- validation: per-sensor checks in the bundle's job; per visit a table, figure and mosaic ----
+# --- validation: one job per visit checks its sensors; per visit a table, figure and mosaic -----
 def visit_images(wildcards):
     return [image_path(int(wildcards.visit), d) for d in SENSORS]
 
@@ -189,7 +189,7 @@ def all_validation():
     return per_visit + ([f"{OUT}/validation/{SHARD}resources.png"] if VISITS else [])
 
 
-# --- registry: per-sensor records, merged per visit on the driver host -------------------------
+# --- registry: the render jobs' records, merged per visit on the driver host --------------------
 REGISTRY_URL = config["registry"]["url"] or registry.default_url(OUT)
 
 
