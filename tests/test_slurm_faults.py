@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from astropy.io import fits
 
 from conftest import BIN, PROFILE, REPO, SUBMITTED, env_with_venv
@@ -147,9 +148,10 @@ def test_out_of_memory_render_is_retried_with_more_memory(slurm_cluster, tiny_ca
                      ' "mem_scale": 1.0, "runtime_scale": 1.0, "meta": {}}')
     config = tmp_path / "oom.yaml"
     # A --configfile on the command line replaces the profile's `configfiles` (node.yaml): repeat it.
-    config.write_text((PROFILE / "node.yaml").read_text()
-                      + "  visit_overhead_gb: 0.0\n  retry_memory_growth: 10.0\n"
-                      + f"estimate:\n  model: {model}\n  job_overhead_gb: 0.0\n  min_mem_gb: 0.0\n")
+    settings = yaml.safe_load((PROFILE / "node.yaml").read_text())
+    settings["bundle"].update(visit_overhead_gb=0.0, retry_memory_growth=10.0)
+    settings["estimate"] = {"model": str(model), "job_overhead_gb": 0.0, "min_mem_gb": 0.0}
+    config.write_text(yaml.safe_dump(settings))
     work = tmp_path / "wf"
     r = run(snakemake_cmd(work, tiny_catalog, ["R22_S11", "R22_S12"], "--configfile", str(config)),
             work, tmp_path / "snakemake.log")
