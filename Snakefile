@@ -1,9 +1,9 @@
 # dc2flow: instance catalogs x LSSTCam sensors -> GalSim eimages.
 # Stages (one rule file each, data flows one way):
 #   catalog -> partition -> estimate -> bundle (checkpoint) -> render (one group job per bundle)
-#   -> validation (per sensor in the render's group; per visit a table, figure and mosaic)
+#   -> validation (one job per visit checks its sensors; a table, figure and mosaic per visit)
+#   -> registry (each render job writes its record; merged per visit on the driver host)
 # Report: snakemake --report report.zip (mosaics, validation figures, bundles and resources)
-#   -> registry (a record per sensor in the bundle job, merged per visit on the driver host)
 # Usage: snakemake --cores 2 --config catalogs='[my/instcat.txt]' sensors='[R22_S11]' outdir=out
 import os
 

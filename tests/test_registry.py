@@ -266,6 +266,18 @@ def test_problem_fields_are_checked():
             registry.check_problem(*args, **ok)
 
 
+def test_status_reads_every_shard_plan_and_workdir(tmp_path):
+    out = tmp_path / "out"
+    for shard, visit in (("shard-0000", 7), ("shard-0001", 8)):
+        (out / "bundles" / shard).mkdir(parents=True)
+        (out / "bundles" / shard / "campaign.csv").write_text(f"bundle,visit,sensor\nb0000,{visit},R22_S11\n")
+    expected, bundles, source = registry.expected_sensors(str(out))
+    assert expected == {7: ["R22_S11"], 8: ["R22_S11"]} and source == "2 bundle plans"
+    assert bundles == {(7, "R22_S11"): "shard-0000/b0000", (8, "R22_S11"): "shard-0001/b0000"}
+    status = registry.campaign_status(str(out), [tmp_path / "w1", tmp_path / "w2"])
+    assert status["workdir"] == f"{tmp_path / 'w1'},{tmp_path / 'w2'}"
+
+
 def test_progress_bar():
     assert registry.progress_bar(1, 4, width=8) == "[##......] 1/4  25.0%"
     assert registry.progress_bar(0, 0, width=4) == "[####] 0/0 100.0%"

@@ -175,16 +175,22 @@ def test_dry_run_passes_the_profile_configfiles_first(cats, tmp_path):
             "--dir", tmp_path / "c", "--configfile", tmp_path / "base.yaml")
     # from another directory: the profile's relative configfiles are found from the repository root
     proc = dc2flow("campaign", "run", "--dir", "c", "--profile", REPO / "profiles" / "ci-slurm", "--dry-run",
-                   "--", "--cores", "1", cwd=tmp_path)
+                   "--", "--cores", "1", "all", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "2 shards: 0 done, 2 to run" and len(lines) == 3
     c = tmp_path / "c"
-    assert lines[2].endswith(f"--directory {c}/shards/shard-0001 --configfile {REPO}/profiles/ci-slurm/node.yaml "
-                             f"{tmp_path}/base.yaml {c}/shards/shard-0001.yaml --cores 1")
+    # a target after `--` is not taken for a config file: --configfile (which takes every value after it) is last
+    assert lines[2].endswith(f"--directory {c}/shards/shard-0001 --cores 1 all --configfile "
+                             f"{REPO}/profiles/ci-slurm/node.yaml {tmp_path}/base.yaml {c}/shards/shard-0001.yaml")
     assert f"--snakefile {REPO}/Snakefile --profile {REPO}/profiles/ci-slurm" in lines[1]
     assert not (c / "logs").exists() and not (c / "state").exists()
     assert sharding.profile_configfiles(str(REPO / "profiles" / "local")) == []
+    bad = tmp_path / "badprofile"
+    bad.mkdir()
+    (bad / "config.yaml").write_text("executor: slurm\njobs: [1,\n")
+    with pytest.raises(CampaignError, match=r"badprofile/config.yaml:\d+: not valid YAML"):
+        sharding.profile_configfiles(str(bad))
 
 
 # --- real runs ---------------------------------------------------------------------------------
@@ -233,6 +239,8 @@ def test_run_resume_failure_and_interrupt(tmp_path):
     assert states(c) == ["done", "done"] and (c / "logs" / "shard-0000.log").read_text() == log0
     assert (out / "00001002" / "eimage_00001002-0-r-R22_S11-det094.fits").exists()
     assert sorted(p.name for p in (out / "bundles").iterdir()) == ["shard-0000", "shard-0001"]
+    records = sorted((out / "registry" / "records").rglob("*.json"))   # bundle names restart per shard
+    assert [json.loads(r.read_text())["bundle"] for r in records] == ["shard-0000/b0000", "shard-0001/b0000"]
 
     proc = run_campaign(c, check_rc=0)  # resume: nothing left
     assert proc.stdout.strip() == "2 shards: 2 done, 0 to run" and not list((c / "state").glob("*.running.json"))

@@ -72,6 +72,8 @@ def _cmd_render(args) -> None:
         from .registry import bundle_from_plan, make_record, write_record
 
         bundle = bundle_from_plan(args.plan, args.out) if args.plan else None
+        if bundle and args.shard:  # bundle names restart in each shard's plan
+            bundle = f"{args.shard}/{bundle}"
         write_record(args.record, make_record(args.out, args.record_root or ".", bundle))
 
 
@@ -344,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "time and validation are added by 'register')")
     s.add_argument("--record-root", help="with --record: the output root the stored path is relative to")
     s.add_argument("--plan", help="with --record: the bundle plan (CSV), to record the image's bundle")
+    s.add_argument("--shard", default="", help="with --plan: the campaign shard the plan is of; the recorded "
+                                               "bundle is then SHARD/BUNDLE")
     s.set_defaults(func=_cmd_render)
 
     s = sub.add_parser("estimate", help="predict each sensor's render memory and wall time (one visit)",
@@ -543,8 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "estimate job failed gets a row 'failed before rendering: <stage>' and counts as "
                                    "failed sensors. Job- and node-hours from benchmark records.")
     s.add_argument("outdir")
-    s.add_argument("--workdir", default=".", help="the directory Snakemake runs in (its -d), for its incomplete "
-                                                   "markers [default: the current directory]")
+    s.add_argument("--workdir", nargs="+", default=["."],
+                   help="the directories Snakemake runs in (its -d), for its incomplete markers; a sharded "
+                        "campaign: its shards/shard-* folders [default: the current directory]")
     s.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     s.add_argument("--watch", type=float, metavar="SECONDS", help="repeat every SECONDS until all are done or failed")
     s.set_defaults(func=_cmd_status)

@@ -75,12 +75,15 @@ class Site:
         forecast:    the config section ``forecast`` (``job_startup_s``, ...).
         cpus_per_job: CPUs of a per-visit job (the profile's ``default-resources: cpus_per_task``).
         source:      where it was read from (a profile folder, or ``config/config.yaml``).
+        validate_threads: sensors validate_visit checks side by side (``validation.threads``, at
+                     most a node's cores): its wall time is the sensors' time over these.
     """
 
     node: Node
     forecast: dict
     cpus_per_job: int = 1
     source: str = "config/config.yaml"
+    validate_threads: int = 1
 
 
 def _line_of(path: str, key: str) -> int:
@@ -152,7 +155,8 @@ def read_profile(profile_dir: str | os.PathLike, configfile: str | os.PathLike |
     b = config["bundle"]
     node = Node(memory_gb=float(b["node_memory_gb"]), cores=int(b["node_cores"]),
                 visit_overhead_gb=float(b["visit_overhead_gb"]), time_limit_s=float(b["time_limit_s"]))
-    return config, Site(node, dict(config["forecast"]), int(cpus), source)
+    threads = max(1, min(int(config["validation"]["threads"]), node.cores))
+    return config, Site(node, dict(config["forecast"]), int(cpus), source, threads)
 
 
 def sample_visits(visits: Sequence[int], k: int) -> list[int]:
@@ -384,7 +388,8 @@ def costs(bundle_runtimes_s: Sequence[float], samples: Sequence[VisitSample], n_
     longest = max(bundle_runtimes_s, default=0.0) + startup
     before = max((sum(r[k] for k in ("parse_catalog", "partition_visit", "estimate_visit")) + 3 * startup
                   for r in runtimes), default=0.0)
-    after = max((r["validate_visit"] + r["mosaic_visit"] + 2 * startup for r in runtimes), default=0.0)
+    after = max((r["validate_visit"] / site.validate_threads + r["mosaic_visit"] + 2 * startup for r in runtimes),
+                default=0.0)
     return Costs(bundles=int(math.ceil(len(bundle_runtimes_s) * scale - 1e-9)),
                  per_visit_jobs=int(round(len(samples) * scale)) * len(PER_VISIT_SLURM_JOBS),
                  node_hours_bundles=sum(t + startup for t in bundle_runtimes_s) * scale / 3600.0,

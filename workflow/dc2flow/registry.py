@@ -454,19 +454,21 @@ class VisitStatus:
 def expected_sensors(outdir: str | os.PathLike) -> tuple[dict[int, list[str]], dict[tuple[int, str], str], str]:
     """visit -> det_names expected, (visit, det_name) -> bundle, and where the list came from.
 
-    From the bundle plan (``bundles/campaign.csv``) when it exists, else from the partition files
-    (``partitions/{visit}/{det_name}.parquet``), else from the images present.
+    From the bundle plans (``bundles/campaign.csv``, and ``bundles/{shard}/campaign.csv`` of a
+    sharded campaign, whose bundles are named ``{shard}/{bundle}``) when one exists, else from the
+    partition files (``partitions/{visit}/{det_name}.parquet``), else from the images present.
     """
     from .bundle import read_plan
 
-    plan = os.path.join(outdir, "bundles", "campaign.csv")
     out: dict[int, list[str]] = {}
     bundles: dict[tuple[int, str], str] = {}
-    if os.path.exists(plan):
-        for bundle, visit, det_name in read_plan(plan):
-            out.setdefault(visit, []).append(det_name)
-            bundles[(visit, det_name)] = bundle
-        return out, bundles, "bundle plan"
+    plans = bundle_plans(outdir)
+    if plans:
+        for prefix, plan in plans:
+            for bundle, visit, det_name in read_plan(plan):
+                out.setdefault(visit, []).append(det_name)
+                bundles[(visit, det_name)] = prefix + bundle
+        return out, bundles, "bundle plan" if len(plans) == 1 else f"{len(plans)} bundle plans"
     parts = sorted(glob.glob(os.path.join(outdir, "partitions", "[0-9]" * 8, "R??_S??.parquet")))
     source = "partitions"
     if not parts:
@@ -539,14 +541,25 @@ def _pre_render_state(outdir: str, visit: int, markers: set[str]) -> tuple[str, 
     return None
 
 
+def bundle_plans(outdir: str | os.PathLike) -> list[tuple[str, str]]:
+    """(bundle-name prefix, path) of every bundle plan under ``outdir``: ``("", bundles/campaign.csv)``
+    and ``("{shard}/", bundles/{shard}/campaign.csv)`` for each shard of a sharded campaign."""
+    top = os.path.join(os.fspath(outdir), "bundles")
+    found = [("", os.path.join(top, "campaign.csv"))] if os.path.exists(os.path.join(top, "campaign.csv")) else []
+    for path in sorted(glob.glob(os.path.join(top, "*", "campaign.csv"))):
+        found.append((os.path.basename(os.path.dirname(path)) + "/", path))
+    return found
+
+
 def _known_visits(outdir: str) -> set[int]:
     """Visits named by a catalog/partition/estimate log or failure record newer than the bundle plan.
 
     Files older than the plan belong to visits the plan was made without: an earlier campaign's
-    (the plan is only made once every visit has its estimates).
+    (the plan is only made once every visit has its estimates). With several plans (shards), the
+    oldest counts.
     """
-    plan = os.path.join(outdir, "bundles", "campaign.csv")
-    since = os.path.getmtime(plan) if os.path.exists(plan) else float("-inf")
+    plans = bundle_plans(outdir)
+    since = min((os.path.getmtime(p) for _, p in plans), default=float("-inf"))
     found = set()
     for stage in PRE_RENDER_STAGES:
         for path in glob.glob(os.path.join(outdir, "logs", stage, "[0-9]" * 8 + ".log")) + \
@@ -556,7 +569,7 @@ def _known_visits(outdir: str) -> set[int]:
     return found
 
 
-def campaign_status(outdir: str | os.PathLike, workdir: str | os.PathLike = ".") -> dict:
+def campaign_status(outdir: str | os.PathLike, workdir: str | os.PathLike | Sequence[str | os.PathLike] = ".") -> dict:
     """Progress of a campaign from its files: per visit done/failed/running/missing sensors and totals.
 
     A sensor is
@@ -587,7 +600,8 @@ def campaign_status(outdir: str | os.PathLike, workdir: str | os.PathLike = ".")
     """
     outdir = os.fspath(outdir)
     expected, bundles, source = expected_sensors(outdir)
-    markers = incomplete_outputs(workdir)
+    workdirs = [workdir] if isinstance(workdir, (str, os.PathLike)) else list(workdir)
+    markers = set().union(*(incomplete_outputs(w) for w in workdirs))
     real_out = os.path.realpath(outdir)
     planned = {v for v, _ in bundles}
     all_visits = sorted(set(expected) | _known_visits(outdir))
@@ -639,7 +653,7 @@ def campaign_status(outdir: str | os.PathLike, workdir: str | os.PathLike = ".")
     for v in visits:
         totals[v.unnamed_as] += v.n_unnamed
     totals["expected"] = sum(v.expected for v in visits)
-    return {"outdir": outdir, "workdir": os.fspath(workdir), "expected_from": source, "generated_utc": utc_now(),
+    return {"outdir": outdir, "workdir": ",".join(map(os.fspath, workdirs)), "expected_from": source, "generated_utc": utc_now(),
             "visits": [{"visit": v.visit, "expected": v.expected,
                         **{k: len(getattr(v, k)) + (v.n_unnamed if v.unnamed_as == k else 0)
                            for k in ("done", "failed", "running", "missing")},

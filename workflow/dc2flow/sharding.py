@@ -400,8 +400,17 @@ def profile_configfiles(profile: str) -> list[str]:
         raise CampaignError(profile, "no such Snakemake profile (a folder with config.yaml, or a profile name)",
                             fix="give a profile folder such as profiles/local")
     _, profile_file = found
-    with open(profile_file) as fh:
-        data = yaml.safe_load(fh) or {}
+    try:
+        with open(profile_file) as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{profile_file}:{mark.line + 1}" if mark is not None else str(profile_file)
+        raise CampaignError(where, f"not valid YAML ({getattr(exc, 'problem', None) or exc})",
+                            fix="fix the profile's config.yaml") from None
+    if not isinstance(data, dict):
+        raise CampaignError(str(profile_file), "the top level is not a mapping of options",
+                            fix="fix the profile's config.yaml")
     files = data.get("configfiles", data.get("configfile")) or []
     files = [files] if isinstance(files, str) else list(files)
     out = []
@@ -421,9 +430,9 @@ def snakemake_command(campaign_dir: str | os.PathLike, campaign: Campaign, shard
     configfiles = [*profile_files, *([campaign.configfile] if campaign.configfile else []),
                    str(shard_config(campaign_dir, shard.name))]
     profile = os.path.abspath(profile) if os.path.exists(profile) else profile
+    # the extra arguments (targets among them) before --configfile, which takes every value after it
     return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"), "--profile", profile,
-            "--directory", str(shard_workdir(campaign_dir, shard.name)), "--configfile", *configfiles,
-            *extra_args]
+            "--directory", str(shard_workdir(campaign_dir, shard.name)), *extra_args, "--configfile", *configfiles]
 
 
 def _check_extra(extra_args: Sequence[str]) -> None:

@@ -536,7 +536,7 @@ def read_record(path: str | os.PathLike) -> dict:
     missing = [k for k in RECORD_KEYS if k not in record]
     if missing:
         raise RenderError(str(path), f"not a validation record (missing {', '.join(missing)})",
-                          "rerun the validate_sensor job")
+                          "rerun the validate_visit job")
     return record
 
 
@@ -841,7 +841,7 @@ def plot_resources(campaign_json: str | os.PathLike, estimates: Sequence[str | o
     """The bundle plan's summary and each render job's measured peak memory and wall time vs the estimate.
 
     Parameters:
-        campaign_json: the bundle summary (``bundles/campaign.json``).
+        campaign_json: the bundle summary (``bundles/campaign.json``; ``bundles/{shard}/`` in a shard).
         estimates:     the estimates tables (``estimates/{visit}.tsv``).
         benchmarks:    render benchmark records (``benchmarks/render/{visit}/{band}-{det_name}-det{num}.tsv``);
                        missing files are skipped (a job not run yet, or run elsewhere).

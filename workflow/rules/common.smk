@@ -21,7 +21,8 @@ SENSORS = selected_sensors(config)
 OPTIONS = options_json(physics_options(config))  # what changes pixels; rerun when it changes
 PARTITION_OPTIONS = options_json({k: config[k] for k in ("scene", "partition")})  # what partitions depend on
 VALIDATION = config["validation"]
-# what the per-sensor checks depend on (pictures, strictness and threads change no record)
+# what the per-sensor checks depend on (pictures, strictness and threads change no record; strict
+# and threads still rerun validate_visit, one job per visit, never a render)
 NOT_CHECKS = ("strict", "mosaic_bin", "cutout_bin", "stretch", "threads")
 VALIDATION_OPTIONS = options_json({k: v for k, v in VALIDATION.items() if k not in NOT_CHECKS})
 
@@ -171,6 +172,22 @@ def visit_images(wildcards):
 def visit_truths(wildcards):
     visit = int(wildcards.visit)
     return [f"{OUT}/{wildcards.visit}/{campaign.truth_name(visit, VISITS[visit].band, d)}" for d in SENSORS]
+
+
+def validate_mem_mb(wildcards, threads):
+    """~0.3 GB per sensor validated side by side (a full image, the background map, detections)."""
+    return 512 + 384 * threads
+
+
+def validate_runtime_min(wildcards, threads):
+    """~1.5 s per sensor (3 s allowed), ``threads`` at a time, plus start-up."""
+    return 5 + math.ceil(len(SENSORS) * 3 / threads / 60)
+
+
+def validate_cpus(wildcards, threads):
+    """Slurm CPUs of validate_visit: its threads after Snakemake capped them at --cores (a request
+    above the node's CPUs would pend for ever)."""
+    return threads
 
 
 def visit_validations(wildcards):

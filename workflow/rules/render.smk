@@ -6,8 +6,8 @@
 rule render_sensor:
     input:
         # the visit's partition index (its {det_name}.parquet is beside it); the header and sources
-        # come with it (inputs of partition_visit, so a change to them remakes the partitions
-        # first): one input per sensor keeps Snakemake's planning of a campaign fast
+        # come with it (one parse job writes them with the objects, which partition_visit reads, so
+        # a change to them remakes the partitions first): one input per sensor keeps planning fast
         partitions=f"{OUT}/partitions/{{visit}}/index.tsv",
         plan=ancient(PLAN),  # wait for the plan; a new plan does not redo finished images
     output:
@@ -30,8 +30,9 @@ rule render_sensor:
         failure=failure_record("render", "visit", "band", "det_name", "det_num"),
         options=OPTIONS,
         root=output_root,  # stored paths in the record are relative to it
+        shard=config["shard"],  # a sharded campaign's bundles are recorded as {shard}/{bundle}
     shell:
         "dc2flow -v --failure-record {params.failure:q} render {params.visit:q} {params.partition:q} --det-name {wildcards.det_name}"
         " --sources {params.sources:q} --out {output.image:q} --truth {output.truth:q}"
-        " --record {output.record:q} --record-root {params.root:q} --plan {input.plan:q}"
+        " --record {output.record:q} --record-root {params.root:q} --plan {input.plan:q} --shard={params.shard:q}"
         " --options {params.options:q} > {log:q} 2>&1"

@@ -29,10 +29,9 @@ rule validate_visit:
         f"{OUT}/benchmarks/validation/{{visit}}.tsv"
     threads: VALIDATION["threads"]
     resources:
-        # ~0.3 GB per sensor validated side by side (a full image, the background map, detections)
-        mem_mb=lambda wildcards, threads: 512 + 384 * threads,
-        runtime=lambda wildcards, threads: 5 + math.ceil(len(SENSORS) * 3 / threads / 60),
-        cpus_per_task=lambda wildcards, threads: threads,
+        mem_mb=validate_mem_mb,
+        runtime=validate_runtime_min,
+        cpus_per_task=validate_cpus,
     params:
         truths=visit_truths,  # made by the same render jobs as the images: one input less per sensor
         out_dir=f"{OUT}/validation/{{visit}}",
