@@ -101,7 +101,7 @@ def kind_of(log: str) -> tuple[str, str | None]:
 def bench_s(path: Path, field: str = "runtime_s") -> float | None:
     from dc2flow.io import read_benchmark
 
-    return read_benchmark(path)[field] if path.exists() else None
+    return read_benchmark(path)[field]       # None when the file is missing
 
 
 class LoadSampler(threading.Thread):

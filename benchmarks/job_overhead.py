@@ -24,7 +24,6 @@ target of 5% of the render time.
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import os
 import statistics
@@ -36,14 +35,10 @@ from pathlib import Path
 
 import yaml
 
+from dc2flow.io import read_benchmark
+
 REPO = Path(__file__).resolve().parents[1]
 IMPORTS = "import dc2flow.cli, dc2flow.render, dc2flow.registry, galsim, astropy.io.fits, pyarrow.parquet"
-
-
-def bench_s(path: str) -> float:
-    with open(path) as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
-    return float(rows[-1]["s"])
 
 
 def startup_s(repeat: int = 5) -> float:
@@ -77,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run(cmd, check=True, capture_output=True, env=env)
     wall = time.perf_counter() - t0
     records = glob.glob(str(work / "out" / "benchmarks" / "**" / "*.tsv"), recursive=True)
-    jobs = {path: bench_s(path) for path in records}
+    jobs = {path: read_benchmark(path)["runtime_s"] for path in records}
     renders = [s for p, s in jobs.items() if f"{os.sep}render{os.sep}" in p]
     n, n_jobs = len(renders), len(jobs)
     start = startup_s()

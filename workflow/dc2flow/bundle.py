@@ -529,6 +529,12 @@ def _balance(plan: Plan) -> Plan:
     return Plan(tuple(out), node)
 
 
+def dc2_flat_size(node: Node) -> int | None:
+    """Sensors per bundle under DC2's flat rule: ``min(C, floor((M - 10) / 2))``; None below one."""
+    k = min(node.cores, int(math.floor((node.memory_gb - DC2_VISIT_GB) / DC2_SENSOR_GB + 1e-9)))
+    return k if k >= 1 else None
+
+
 def dc2_flat_bundles(jobs: Sequence[Job], node: Node) -> int | None:
     """Bundles DC2's flat rule needs: 2 GB per sensor, 10 GB per visit, one visit per bundle.
 
@@ -543,8 +549,8 @@ def dc2_flat_bundles(jobs: Sequence[Job], node: Node) -> int | None:
     Returns:
         the count, or None when not even one sensor fits a node under the rule.
     """
-    per_bundle = min(node.cores, int(math.floor((node.memory_gb - DC2_VISIT_GB) / DC2_SENSOR_GB + 1e-9)))
-    if per_bundle < 1:
+    per_bundle = dc2_flat_size(node)
+    if per_bundle is None:
         return None
     count: dict[int, int] = {}
     for job in jobs:

@@ -43,6 +43,22 @@ def read_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def profile_configfiles(profile: dict) -> list[tuple[str, Path | None]]:
+    """(entry, file) for each ``configfiles`` (or ``configfile``) entry of a Snakemake profile's
+    ``config.yaml``: where Snakemake finds it (as given, from the directory it starts in), else from
+    the repository root (dc2flow's profiles name their files from there); file None when neither exists.
+
+    One lookup for ``dc2flow forecast --profile`` and ``dc2flow campaign run``, so both read the
+    node shape Snakemake will.
+    """
+    names = profile.get("configfiles", profile.get("configfile")) or []
+    out = []
+    for name in [names] if isinstance(names, str) else list(names):
+        candidates = [Path(name)] if os.path.isabs(name) else [Path(os.path.abspath(name)), REPO_ROOT / name]
+        out.append((str(name), next((c for c in candidates if c.is_file()), None)))
+    return out
+
+
 def merge(base: dict, override: dict) -> dict:
     """Deep-merge ``override`` into a copy of ``base`` (mappings merge, other values replace)."""
     out = copy.deepcopy(base)

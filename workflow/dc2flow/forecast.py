@@ -47,10 +47,11 @@ from typing import Sequence
 import numpy as np
 
 from . import camera
-from .bundle import DC2_SENSOR_GB, DC2_VISIT_GB, Job, Node, dc2_flat_bundles, plan_bundles
+from .bundle import DC2_SENSOR_GB, DC2_VISIT_GB, Job, Node, dc2_flat_bundles, dc2_flat_size, plan_bundles
 from .campaign import visits as campaign_visits
-from .config import REPO_ROOT, load, merge, physics_options, read_yaml, validate
+from .config import load, merge, physics_options, profile_configfiles, read_yaml, validate
 from .errors import ConfigError, Dc2flowWarning, ForecastError
+from .io import read_benchmark
 
 PER_VISIT_SLURM_JOBS = ("parse_catalog", "partition_visit", "estimate_visit", "validate_visit", "mosaic_visit")
 """The rules that run as one Slurm job per visit (the rest of the Slurm jobs are the bundles)."""
@@ -102,9 +103,10 @@ def read_profile(profile_dir: str | os.PathLike, configfile: str | os.PathLike |
                  overrides: dict | None = None) -> tuple[dict, Site]:
     """The configuration a Snakemake run with ``--profile profile_dir`` sees, and its :class:`Site`.
 
-    The profile's ``config.yaml`` names ``configfiles`` relative to where Snakemake starts (the
-    repository root); each is looked for there, then relative to the current directory.  They are
-    merged, in order, over ``config/config.yaml`` and ``configfile``, then ``overrides``.
+    The profile's ``config.yaml`` names ``configfiles`` relative to where Snakemake starts; each is
+    found as Snakemake would (:func:`dc2flow.config.profile_configfiles`: from the current
+    directory, else from the repository root).  They are merged, in order, over
+    ``config/config.yaml`` and ``configfile``, then ``overrides``.
 
     Parameters:
         profile_dir:  the profile folder (holding ``config.yaml``), or None for the defaults.
@@ -128,11 +130,7 @@ def read_profile(profile_dir: str | os.PathLike, configfile: str | os.PathLike |
             raise ForecastError(os.fspath(profile_dir), "not a Snakemake profile: it has no config.yaml",
                                 fix="give the profile folder, e.g. profiles/perlmutter")
         profile = read_yaml(path)
-        files = profile.get("configfiles") or []
-        if isinstance(files, str):
-            files = [files]
-        for name in files:
-            found = next((p for p in (REPO_ROOT / name, Path(name)) if p.is_file()), None)
+        for name, found in profile_configfiles(profile):
             if found is None:
                 raise ForecastError(f"{path}:{_line_of(path, '- ' + str(name)) or _line_of(path, 'configfiles')}",
                                     "configfiles entry is not a file", name,
@@ -234,12 +232,6 @@ def compute_sample(catalog: str, sensors: Sequence[str], config: dict, model, wo
                        partition_bytes=_dir_bytes(work / "partitions"))
 
 
-def _read_benchmark_s(path: str) -> float | None:
-    from .io import read_benchmark
-
-    return read_benchmark(path)["runtime_s"] if os.path.exists(path) else None
-
-
 def reuse_sample(visit: int, estimates_dir: str | os.PathLike, config: dict) -> VisitSample | None:
     """A visit's sample from a run's files: ``estimates_dir/{visit:08d}.tsv``, and beside that folder
     the run's ``partitions/``, ``catalog/`` and ``benchmarks/`` when present.  None without the table.
@@ -254,7 +246,7 @@ def reuse_sample(visit: int, estimates_dir: str | os.PathLike, config: dict) -> 
     root = os.path.dirname(os.path.abspath(os.fspath(estimates_dir)))
     times, measured = {}, {}
     for rule, stage in _MEASURED_STAGES.items():
-        secs = _read_benchmark_s(os.path.join(root, "benchmarks", stage, f"{visit:08d}.tsv"))
+        secs = read_benchmark(os.path.join(root, "benchmarks", stage, f"{visit:08d}.tsv"))["runtime_s"]
         times[rule] = secs if secs is not None else config["forecast"]["per_visit_job_s"]
         measured[rule] = "benchmark record" if secs is not None else "forecast.per_visit_job_s"
     cat, part = os.path.join(root, "catalog", f"{visit:08d}"), os.path.join(root, "partitions", f"{visit:08d}")
@@ -346,11 +338,11 @@ class Costs:
 def flat_bundles(jobs: Sequence[Job], node: Node) -> list[list[Job]] | None:
     """DC2's flat rule as bundles: per visit, sensors in detector order, ``k`` to a bundle.
 
-    ``k = min(cores, floor((M - 10) / 2))`` (2 GB per sensor and 10 GB per visit), so the count
-    equals :func:`dc2flow.bundle.dc2_flat_bundles`.  None when not one sensor fits a node.
+    ``k`` is :func:`dc2flow.bundle.dc2_flat_size`, so the count equals
+    :func:`dc2flow.bundle.dc2_flat_bundles`.  None when not one sensor fits a node.
     """
-    k = min(node.cores, int(math.floor((node.memory_gb - DC2_VISIT_GB) / DC2_SENSOR_GB + 1e-9)))
-    if k < 1:
+    k = dc2_flat_size(node)
+    if k is None:
         return None
     by_visit: dict[int, list[Job]] = {}
     for job in jobs:

@@ -166,11 +166,15 @@ def _create_tables(engine) -> None:
 
 
 # --- per-sensor records (written on the compute node) -----------------------------------------------
-def read_validation(path: str | os.PathLike | None) -> dict[str, Any]:
+def read_validation(path: str | os.PathLike | None, sensor: tuple[int, str] | None = None) -> dict[str, Any]:
     """The validation columns from a validation JSON (all None when no file is given).
 
+    Parameters:
+        path:    the validation JSON, or None.
+        sensor:  (visit, det_name) the validation must be of [default: None, not checked].
+
     Raises:
-        RegistryError: the file is not JSON or its status is not ``ok``/``flagged``.
+        RegistryError: the file is not JSON, it is another sensor's, or its status is not ``ok``/``flagged``.
     """
     out: dict[str, Any] = {"validation_status": None, "validation_flags": None,
                            **{k: None for k in VALIDATION_FIELDS[2:]}}
@@ -182,6 +186,10 @@ def read_validation(path: str | os.PathLike | None) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as exc:
         raise RegistryError(os.fspath(path), f"cannot read the validation record: {exc}", None,
                             "rerun dc2flow validate") from None
+    if sensor is not None and (data.get("visit"), data.get("det_name")) != tuple(sensor):
+        raise RegistryError(os.fspath(path), "validation of another sensor",
+                            f"{data.get('visit')} {data.get('det_name')}",
+                            f"pass visit {sensor[0]} {sensor[1]}'s validation in the record's place")
     if data.get("status") not in ("ok", "flagged"):
         raise RegistryError(os.fspath(path), "validation status is not 'ok' or 'flagged'", data.get("status"),
                             "rerun dc2flow validate")
@@ -191,20 +199,6 @@ def read_validation(path: str | os.PathLike | None) -> dict[str, Any]:
         value = data.get(key)
         out[key] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     return out
-
-
-def _validation_of(path: str | os.PathLike, row: dict) -> dict[str, Any]:
-    """read_validation, checking that the validation is the record's sensor's."""
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except (OSError, json.JSONDecodeError):
-        data = {}  # read_validation says why
-    if data and (data.get("visit"), data.get("det_name")) != (row["visit"], row["det_name"]):
-        raise RegistryError(os.fspath(path), "validation of another sensor",
-                            f"{data.get('visit')} {data.get('det_name')}",
-                            f"pass visit {row['visit']} {row['det_name']}'s validation in the record's place")
-    return read_validation(path)
 
 
 def make_record(image: str | os.PathLike, outdir: str | os.PathLike, bundle: str | None = None,
@@ -321,7 +315,7 @@ def merge_rows(records: Sequence[str | os.PathLike], validations: Sequence[str |
         if benchmarks is not None:
             row.update(read_benchmark(benchmarks[i]))
         if validations is not None:
-            row.update(_validation_of(validations[i], row))
+            row.update(read_validation(validations[i], (row["visit"], row["det_name"])))
     return rows
 
 

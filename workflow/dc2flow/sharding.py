@@ -47,6 +47,7 @@ import yaml
 
 from .campaign import visits as campaign_visits
 from .config import REPO_ROOT, load, read_yaml
+from .config import profile_configfiles as config_profile_configfiles
 from .errors import CampaignError
 from .io import atomic_output, write_json
 
@@ -411,16 +412,12 @@ def profile_configfiles(profile: str) -> list[str]:
     if not isinstance(data, dict):
         raise CampaignError(str(profile_file), "the top level is not a mapping of options",
                             fix="fix the profile's config.yaml")
-    files = data.get("configfiles", data.get("configfile")) or []
-    files = [files] if isinstance(files, str) else list(files)
     out = []
-    for name in files:
-        candidates = [name] if os.path.isabs(name) else [os.path.abspath(name), str(REPO_ROOT / name)]
-        path = next((c for c in candidates if os.path.exists(c)), None)
+    for name, path in config_profile_configfiles(data):
         if path is None:
             raise CampaignError(str(profile_file), f"configfiles entry {name!r} is not found",
                                 fix="run from the directory it is relative to (the repository root)")
-        out.append(path)
+        out.append(str(path))
     return out
 
 
