@@ -26,6 +26,34 @@ from .errors import Dc2flowError
 
 log = logging.getLogger("dc2flow")
 
+def sensor_paths(template: str, sensors: str) -> list[str]:
+    """One path per sensor of a comma-separated list, from a template naming ``{det_name}`` and
+    ``{det_num}`` (3 digits): rules pass a template and the sensor list instead of one path per
+    sensor, so that no command line grows with the campaign (Linux refuses any single argument over
+    128 KiB; 189 paths under a long output root come close)."""
+    from .camera import get_sensor
+
+    names = [s for s in sensors.split(",") if s]
+    return [template.replace("{det_name}", name).replace("{det_num}", f"{get_sensor(name).det_num:03d}")
+            for name in names]
+
+
+def _listed(paths, template, sensors, option):
+    """Paths given one by one, or as ``--*-template`` with ``--sensors`` (not both)."""
+    if template is None:
+        return paths
+    if paths:
+        from .errors import ConfigError
+
+        raise ConfigError(option, template, "given with a list of paths as well: give one or the other")
+    if not sensors:
+        from .errors import ConfigError
+
+        raise ConfigError(option, template, "needs --sensors R22_S11,R22_S12,...")
+    return sensor_paths(template, sensors)
+
+
+TEMPLATE_HELP = "a path with {det_name} and {det_num} for each of --sensors, instead of a list"
 OPTIONS_HELP = ("physics options (sections scene, partition, render) as JSON text or @FILE (YAML/JSON); "
                 "missing keys take the defaults of config/config.yaml")
 
@@ -110,7 +138,18 @@ def _cmd_bundle(args) -> None:
 
     node = Node(memory_gb=args.node_memory_gb, cores=args.node_cores, visit_overhead_gb=args.visit_overhead_gb,
                 time_limit_s=args.time_limit_s)
-    summary = run_cli(args.jobs, args.out, node, args.solver, args.solve_time_limit_s, args.summary)
+    jobs = list(args.jobs)
+    if args.estimates_dir:  # one table per visit of --visits (no path list on the command line)
+        import os
+
+        from .campaign import visit_dir
+
+        jobs += [os.path.join(args.estimates_dir, f"{visit_dir(int(v))}.tsv") for v in args.visits.split(",") if v]
+    if not jobs:
+        from .errors import ConfigError
+
+        raise ConfigError("jobs", "", "no jobs tables given: name IN.csv ..., or --estimates-dir DIR --visits V1,V2")
+    summary = run_cli(jobs, args.out, node, args.solver, args.solve_time_limit_s, args.summary)
     print(format_summary(summary))
 
 
@@ -170,7 +209,9 @@ def _cmd_validate_visit(args) -> None:
 
     options = section_options(args.options, "validation")
     strict = options["strict"] if args.strict is None else args.strict
-    validate_visit(args.images, args.truths, args.out_dir, args.out, args.plot, Thresholds.from_config(options),
+    images = _listed(args.images, args.images_template, args.sensors, "--images-template")
+    truths = _listed(args.truths, args.truths_template, args.sensors, "--truths-template")
+    validate_visit(images, truths, args.out_dir, args.out, args.plot, Thresholds.from_config(options),
                    strict=strict, jobs=args.jobs)
 
 
@@ -178,7 +219,8 @@ def _cmd_mosaic(args) -> None:
     from .validation import mosaic
 
     defaults = _validation_defaults()
-    mosaic(args.images, args.out, args.bin or defaults["mosaic_bin"], args.stretch or defaults["stretch"])
+    images = _listed(args.images, args.images_template, args.sensors, "--images-template")
+    mosaic(images, args.out, args.bin or defaults["mosaic_bin"], args.stretch or defaults["stretch"])
 
 
 def _cmd_cutout(args) -> None:
@@ -196,7 +238,20 @@ def _cmd_cutout(args) -> None:
 def _cmd_plot_resources(args) -> None:
     from .validation import plot_resources
 
-    plot_resources(args.campaign, args.estimates, args.benchmarks or [], args.out)
+    estimates, benchmarks = list(args.estimates or []), list(args.benchmarks or [])
+    if args.plan:  # the plan's visits: their estimates tables and the render records found for them
+        import glob
+        import os
+
+        from .campaign import bundle_members, visit_dir
+
+        visits = sorted({v for members in bundle_members(args.plan).values() for v, _ in members})
+        if args.estimates_dir:
+            estimates += [os.path.join(args.estimates_dir, f"{visit_dir(v)}.tsv") for v in visits]
+        if args.benchmarks_dir:
+            for v in visits:
+                benchmarks += sorted(glob.glob(os.path.join(glob.escape(args.benchmarks_dir), visit_dir(v), "*.tsv")))
+    plot_resources(args.campaign, estimates, benchmarks, args.out)
 
 
 def _cmd_make_catalog(args) -> None:
@@ -231,7 +286,10 @@ def _cmd_record(args) -> None:
 def _cmd_register(args) -> None:
     from .registry import merge_rows, register_rows, write_visit_summary
 
-    rows = register_rows(merge_rows(args.records, args.validations, args.benchmarks), args.db)
+    records = _listed(args.records, args.records_template, args.sensors, "--records-template")
+    validations = _listed(args.validations, args.validations_template, args.sensors, "--validations-template")
+    benchmarks = _listed(args.benchmarks, args.benchmarks_template, args.sensors, "--benchmarks-template")
+    rows = register_rows(merge_rows(records, validations, benchmarks), args.db)
     if args.summary:
         write_visit_summary(args.summary, rows)
     log.info("%d records registered in %s", len(rows), args.db)
@@ -383,7 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "runtime_s; estimates tables read as they are), packs them into bundles "
                                    "(one node each) minimising the number of nodes, and writes the plan as CSV "
                                    "with columns bundle,visit,sensor. A summary goes to stdout.")
-    s.add_argument("jobs", nargs="+", help="IN.csv (or several, e.g. every estimates/{visit}.tsv)")
+    s.add_argument("jobs", nargs="*", help="IN.csv (or several, e.g. every estimates/{visit}.tsv)")
+    s.add_argument("--estimates-dir", help="instead of listing them: the estimates/ folder, with --visits")
+    s.add_argument("--visits", default="", help="comma-separated visit numbers (with --estimates-dir)")
     s.add_argument("--node-memory-gb", type=float, required=True, help="memory of one node (GB)")
     s.add_argument("--node-cores", type=int, required=True, help="cores of one node: most sensors per bundle")
     s.add_argument("--visit-overhead-gb", type=float, required=True, help="per-visit memory in a bundle (GB)")
@@ -451,8 +511,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "matched stars {det_name}.tsv in --out-dir, then a TSV with one row per sensor "
                                    "and a PNG: residuals against magnitude, PSF FWHM and sky vs model per sensor. "
                                    "With --strict a flagged sensor is an error.")
-    s.add_argument("images", nargs="+", help="the visit's eimages (FITS)")
-    s.add_argument("--truths", nargs="+", required=True, help="their truth tables, in the same order")
+    s.add_argument("images", nargs="*", help="the visit's eimages (FITS)")
+    s.add_argument("--truths", nargs="+", help="their truth tables, in the same order")
+    s.add_argument("--sensors", help="comma-separated det_names, with the --*-template options")
+    s.add_argument("--images-template", help=TEMPLATE_HELP)
+    s.add_argument("--truths-template", help=TEMPLATE_HELP)
     s.add_argument("--out-dir", required=True, help="folder of the per-sensor records")
     s.add_argument("--out", required=True, help="output table (TSV)")
     s.add_argument("--plot", help="output figure (PNG)")
@@ -466,7 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Bins each eimage, places it at its sensor's focal-plane position, applies one "
                                    "stretch to all and draws raft and sensor outlines and names. Size: "
                                    "ceil(633.5 mm / (0.01 mm x BIN)) pixels a side (3960 at BIN 16).")
-    s.add_argument("images", nargs="+", help="eimages of one visit (FITS)")
+    s.add_argument("images", nargs="*", help="eimages of one visit (FITS)")
+    s.add_argument("--sensors", help="comma-separated det_names, with --images-template")
+    s.add_argument("--images-template", help=TEMPLATE_HELP)
     s.add_argument("--out", required=True, help="output PNG")
     s.add_argument("--bin", type=int, help="binning factor (default: validation.mosaic_bin)")
     s.add_argument("--stretch", help="zscale, linear or asinh (default: validation.stretch)")
@@ -485,8 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Joins render benchmark records (Snakemake benchmark: TSVs with s and max_rss) "
                                    "with the estimates tables and prints the bundle summary beside them (PNG).")
     s.add_argument("--campaign", required=True, help="the bundle summary (bundles/campaign.json)")
-    s.add_argument("--estimates", nargs="+", required=True, help="estimates tables (estimates/{visit}.tsv)")
+    s.add_argument("--estimates", nargs="*", help="estimates tables (estimates/{visit}.tsv)")
     s.add_argument("--benchmarks", nargs="*", help="render benchmark records; missing files are skipped")
+    s.add_argument("--plan", help="the bundle plan: with the two folders below, the files of its visits")
+    s.add_argument("--estimates-dir", help="the estimates/ folder (with --plan)")
+    s.add_argument("--benchmarks-dir", help="the benchmarks/render/ folder (with --plan)")
     s.add_argument("--out", required=True, help="output PNG")
     s.set_defaults(func=_cmd_plot_resources)
 
@@ -527,7 +595,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("register", help="merge record JSONs into the registry database (one transaction)",
                        description="Upserts every record into the images table keyed on (visit, det_name): "
                                    "rerunning adds no duplicates. Run it on one host only (see README).")
-    s.add_argument("records", nargs="+", help="record JSONs from 'dc2flow record'")
+    s.add_argument("records", nargs="*", help="record JSONs from 'dc2flow record'")
+    s.add_argument("--sensors", help="comma-separated det_names, with the --*-template options")
+    s.add_argument("--records-template", help=TEMPLATE_HELP)
+    s.add_argument("--validations-template", help=TEMPLATE_HELP)
+    s.add_argument("--benchmarks-template", help=TEMPLATE_HELP)
     s.add_argument("--db", required=True, help="SQLAlchemy URL, e.g. sqlite:///results/registry.sqlite")
     s.add_argument("--summary", help="also write the registered rows as TSV here (the rule's target)")
     s.add_argument("--validations", nargs="+", help="validation JSONs, one per record in the same order: "

@@ -20,8 +20,10 @@ checkpoint bundle_campaign:
         f"{OUT}/benchmarks/bundle/{SHARD}campaign.tsv"
     params:
         node=node_options(),
+        estimates=estimates_dir,  # a folder and the visit numbers: no path list on the command line
+        visits=",".join(str(v) for v in VISITS),
     shell:
-        "dc2flow bundle {input:q} {params.node} --out {output.plan:q} --summary {output.summary:q}"
+        "dc2flow bundle --estimates-dir {params.estimates:q} --visits {params.visits} {params.node} --out {output.plan:q} --summary {output.summary:q}"
         " > {log:q} 2>&1"
 
 

@@ -169,11 +169,6 @@ def visit_images(wildcards):
     return [image_path(int(wildcards.visit), d) for d in SENSORS]
 
 
-def visit_truths(wildcards):
-    visit = int(wildcards.visit)
-    return [f"{OUT}/{wildcards.visit}/{campaign.truth_name(visit, VISITS[visit].band, d)}" for d in SENSORS]
-
-
 def validate_mem_mb(wildcards, threads):
     """~0.3 GB per sensor validated side by side (a full image, the background map, detections)."""
     return 512 + 384 * threads
@@ -190,13 +185,40 @@ def validate_cpus(wildcards, threads):
     return threads
 
 
-def visit_validations(wildcards):
-    return [f"{OUT}/validation/{wildcards.visit}/{d}.json" for d in SENSORS]
+# Per-sensor paths of one visit as templates ({det_name}, {det_num} filled by dc2flow for each
+# sensor of --sensors): params functions, so that Snakemake leaves the braces alone. A command
+# line that listed every path would grow with the campaign past Linux's 128 KiB per argument.
+def visit_image_template(wildcards):
+    visit = int(wildcards.visit)
+    return f"{OUT}/{wildcards.visit}/eimage_{wildcards.visit}-0-{VISITS[visit].band}-{{det_name}}-det{{det_num}}.fits"
 
 
-def render_benchmarks():
-    """Every render job's benchmark record (read when present: made by the jobs, not by a rule)."""
-    return [render_benchmark(v, d) for v in VISITS for d in SENSORS]
+def visit_truth_template(wildcards):
+    visit = int(wildcards.visit)
+    return f"{OUT}/{wildcards.visit}/centroid_{wildcards.visit}-0-{VISITS[visit].band}-{{det_name}}-det{{det_num}}.txt.gz"
+
+
+def visit_validation_template(wildcards):
+    return f"{OUT}/validation/{wildcards.visit}/{{det_name}}.json"
+
+
+def visit_record_template(wildcards):
+    band = VISITS[int(wildcards.visit)].band
+    return f"{OUT}/registry/records/{wildcards.visit}/{band}-{{det_name}}-det{{det_num}}.json"
+
+
+def visit_benchmark_template(wildcards):
+    band = VISITS[int(wildcards.visit)].band
+    return f"{OUT}/benchmarks/render/{wildcards.visit}/{band}-{{det_name}}-det{{det_num}}.tsv"
+
+
+def estimates_dir(wildcards):
+    """The estimates folder as a params function (a literal prefix of the outputs upsets --lint)."""
+    return f"{OUT}/estimates"
+
+
+def render_benchmarks_dir(wildcards):
+    return f"{OUT}/benchmarks/render"
 
 
 def all_validation():
@@ -226,9 +248,6 @@ def visit_registry_records(wildcards):
     band = VISITS[visit].band
     return [f"{OUT}/registry/records/{wildcards.visit}/{band}-{d}-det{get_sensor(d).det_num:03d}.json" for d in SENSORS]
 
-
-def visit_render_benchmarks(wildcards):
-    return [render_benchmark(int(wildcards.visit), d) for d in SENSORS]
 
 
 def all_registered():

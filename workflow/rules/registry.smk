@@ -22,8 +22,12 @@ rule register_visit:
         f"{OUT}/benchmarks/registry/{{visit}}.tsv"
     params:
         db=REGISTRY_URL,
-        validations=visit_validations,
-        benchmarks=visit_render_benchmarks,  # not inputs: no rule makes them; read when present
+        # templates with the sensor list, not path lists: no command line grows with the campaign
+        sensors=",".join(SENSORS),
+        records=visit_record_template,
+        validations=visit_validation_template,
+        benchmarks=visit_benchmark_template,  # not inputs: no rule makes them; read when present
     shell:
-        "dc2flow -v register {input.records:q} --validations {params.validations:q} --benchmarks {params.benchmarks:q}"
+        "dc2flow -v register --sensors {params.sensors} --records-template {params.records:q}"
+        " --validations-template {params.validations:q} --benchmarks-template {params.benchmarks:q}"
         " --db {params.db:q} --summary {output:q} > {log:q} 2>&1"

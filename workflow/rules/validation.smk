@@ -33,12 +33,17 @@ rule validate_visit:
         runtime=validate_runtime_min,
         cpus_per_task=validate_cpus,
     params:
-        truths=visit_truths,  # made by the same render jobs as the images: one input less per sensor
+        # the images and truth tables as templates with the sensor list: no command line grows with
+        # the campaign (the truths are made by the same render jobs as the images: not inputs)
+        images=visit_image_template,
+        truths=visit_truth_template,
+        sensors=",".join(SENSORS),
         out_dir=f"{OUT}/validation/{{visit}}",
         options=VALIDATION_OPTIONS,
         strict="--strict" if VALIDATION["strict"] else "--no-strict",
     shell:
-        "dc2flow -v validate-visit {input:q} --truths {params.truths:q} --out-dir {params.out_dir:q}"
+        "dc2flow -v validate-visit --sensors {params.sensors} --images-template {params.images:q}"
+        " --truths-template {params.truths:q} --out-dir {params.out_dir:q}"
         " --out {output.table:q} --plot {output.plot:q} --jobs {threads} --options {params.options:q}"
         " {params.strict} > {log:q} 2>&1"
 
@@ -59,13 +64,15 @@ rule mosaic_visit:
     benchmark:
         f"{OUT}/benchmarks/validation/{{visit}}/mosaic.tsv"
     params:
+        images=visit_image_template,
+        sensors=",".join(SENSORS),
         bin=config["validation"]["mosaic_bin"],
         stretch=config["validation"]["stretch"],
     resources:
         mem_mb=2048,
         runtime=10,
     shell:
-        "dc2flow -v mosaic {input:q} --out {output:q} --bin {params.bin} --stretch {params.stretch}"
+        "dc2flow -v mosaic --sensors {params.sensors} --images-template {params.images:q} --out {output:q} --bin {params.bin} --stretch {params.stretch}"
         " > {log:q} 2>&1"
 
 
@@ -89,6 +96,7 @@ rule cutout_sensor:  # on request: snakemake results/validation/{visit}/cutouts/
 rule plot_resources:
     input:
         campaign=f"{BUNDLES}campaign.json",
+        plan=PLAN,
         estimates=[f"{OUT}/estimates/{campaign.visit_dir(v)}.tsv" for v in VISITS],
         registered=all_registered(),  # the renders (and their benchmark records) are done
     output:
@@ -103,7 +111,9 @@ rule plot_resources:
     benchmark:
         f"{OUT}/benchmarks/validation/{SHARD}resources.tsv"
     params:
-        benchmarks=render_benchmarks(),
+        # folders and the plan, not path lists: no command line grows with the campaign
+        estimates=estimates_dir,
+        benchmarks=render_benchmarks_dir,  # render records, read when present
     shell:
-        "dc2flow -v plot-resources --campaign {input.campaign:q} --estimates {input.estimates:q}"
-        " --benchmarks {params.benchmarks:q} --out {output:q} > {log:q} 2>&1"
+        "dc2flow -v plot-resources --campaign {input.campaign:q} --plan {input.plan:q}"
+        " --estimates-dir {params.estimates:q} --benchmarks-dir {params.benchmarks:q} --out {output:q} > {log:q} 2>&1"
