@@ -129,9 +129,10 @@ def test_dns_rebinding_is_refused_by_the_host_check(client, root, tmp_path):
     _, found = registry.query(f"sqlite:///{tmp_path}/reg.sqlite", "problems")
     assert found == []
     # a non-loopback --host: that name only
-    app = create_app(root, f"sqlite:///{tmp_path}/reg2.sqlite", CATEGORIES, 50, host="viewer.example.org", port=9000)
+    app = create_app(root, f"sqlite:///{tmp_path}/reg2.sqlite", CATEGORIES, 50, host="192.0.2.10", port=9000,
+                     allow_remote=True)
     other = app.test_client()
-    assert other.get("/problems", headers={"Host": "viewer.example.org:9000"}).status_code == 200
+    assert other.get("/problems", headers={"Host": "192.0.2.10:9000"}).status_code == 200
     for host in ("localhost:9000", "127.0.0.1:9000", "evil.example:9000"):
         assert other.get("/problems", headers={"Host": host}).status_code == 403, host
     with pytest.raises(registry.RegistryError, match="every address"):
@@ -224,3 +225,59 @@ def test_browser_session(chromium, viewer, tmp_path):
         browser.close()
     _, found = registry.query(db, "problems")
     assert [(r[1], r[3], r[4]) for r in found] == [(1001, "bad-psf", "PSF looks doubled in the corner")]
+
+
+@pytest.mark.parametrize("host", ["0", "0.0", "00", "0x0", "0.0.0.0", "::", "[::]", "::ffff:0.0.0.0"])
+def test_every_spelling_of_the_unspecified_address_is_refused(root, tmp_path, host):
+    for allow_remote in (False, True):
+        with pytest.raises(registry.RegistryError, match="every address"):
+            create_app(root, f"sqlite:///{tmp_path}/reg.sqlite", CATEGORIES, 50, host=host, allow_remote=allow_remote)
+
+
+def test_only_loopback_without_opt_in(root, tmp_path):
+    for host in ("127.0.0.1", "localhost", "::1", "[::1]", "127.1"):
+        app = create_app(root, f"sqlite:///{tmp_path}/reg.sqlite", CATEGORIES, 50, host=host, port=9000)
+        assert app.test_client().get("/problems", headers={"Host": "localhost:9000"}).status_code == 200, host
+    with pytest.raises(registry.RegistryError, match="non-loopback"):
+        create_app(root, f"sqlite:///{tmp_path}/reg.sqlite", CATEGORIES, 50, host="192.0.2.10")
+
+
+@pytest.mark.parametrize("field,value", [("det_name", "R22_S11\n"), ("visit", "\u0661\u0660\u0660\u0661"),
+                                         ("visit", "1001\n")])
+def test_form_fields_are_matched_whole_and_ascii(client, tmp_path, field, value):
+    good = {"token": _token(client), "visit": "1001", "det_name": "R22_S11", "category": "artifact", "comment": "x"}
+    assert client.post("/problems", data={**good, field: value}).status_code == 400
+    _, found = registry.query(f"sqlite:///{tmp_path}/reg.sqlite", "problems")
+    assert found == []
+
+
+def test_problem_for_an_absent_image_is_refused(client, tmp_path):
+    good = {"token": _token(client), "visit": "1001", "det_name": "R22_S11", "category": "artifact", "comment": "x"}
+    for bad in ({"visit": "1002"}, {"det_name": "R01_S00"}):
+        assert client.post("/problems", data={**good, **bad}).status_code == 404
+    assert client.post("/problems", data=good).status_code == 303
+    _, found = registry.query(f"sqlite:///{tmp_path}/reg.sqlite", "problems")
+    assert len(found) == 1
+
+
+def test_unreadable_images_answer_4xx(client, root, tmp_path):
+    d = root / "00001001"
+    (d / "eimage_00001001-0-r-R22_S12-det095.fits").write_bytes(b"")
+    (d / "eimage_00001001-0-r-R22_S20-det096.fits").write_bytes((d / NAME).read_bytes()[:4000])
+    (root / "registry.sqlite").write_bytes(b"SQLite format 3\x00" + bytes(100))
+    (d / "eimage_00001001-0-r-R22_S21-det097.fits").symlink_to(root / "registry.sqlite")
+    for det in ("R22_S12-det095", "R22_S20-det096", "R22_S21-det097"):
+        resp = client.get("/image.png", query_string={"path": f"00001001/eimage_00001001-0-r-{det}.fits"})
+        assert 400 <= resp.status_code < 500, det
+        assert "Traceback" not in resp.text
+
+
+def test_only_servable_files_are_listed(client, root, tmp_path):
+    d = root / "00001001"
+    (d / "eimage_00001001-0-r-R22_S12-det095.fits").symlink_to(tmp_path / "secret.fits")
+    os.mkfifo(d / "eimage_00001001-0-r-R22_S20-det096.fits")
+    (d / "eimage_00001001-0-r-R22_S21-det097.fits").symlink_to(tmp_path / "nowhere.fits")
+    page = client.get("/sensor", query_string={"path": REL})
+    assert "1 images under" in page.text
+    for _ in range(10):
+        assert REL in client.get("/").headers["Location"].replace("%2F", "/")
