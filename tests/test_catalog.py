@@ -466,3 +466,58 @@ def test_no_warnings_for_complete_header(tmp_path):
         warnings.simplefilter("error")
         read_catalog(path, tmp_path / "o.parquet")
     assert os.path.exists(tmp_path / "o.parquet")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad-input probe: each error names file:line and the reason
+
+
+def test_duplicate_header_key_with_another_value_is_refused(tmp_path):
+    header = header_text() + "seeing 1.2\n"
+    top = write_catalog(tmp_path / "dup.txt", POINT.format(id="s1"), header=header)
+    with pytest.raises(CatalogError, match=rf"dup\.txt:{N_HEADER_LINES + 1}: header key 'seeing' is given again"
+                                           rf".*line {list(HEADER).index('seeing') + 1} has '0\.7613760'"):
+        read_header(top)
+    same = write_catalog(tmp_path / "same.txt", header=header_text() + "seeing 0.7613760\n")
+    assert read_header(same).seeing_arcsec == pytest.approx(0.7613760)
+
+
+def test_bad_byte_is_reported_on_its_own_line(tmp_path):
+    lines = [POINT.format(id=f"s{i}") for i in range(40)]
+    path = tmp_path / "bad.txt"
+    text = (header_text() + "".join(line + "\n" for line in lines)).encode()
+    bad_line = N_HEADER_LINES + 22
+    rows = text.split(b"\n")
+    rows[bad_line - 1] = rows[bad_line - 1].replace(b"point", b"po\xffnt")
+    path.write_bytes(b"\n".join(rows))
+    with pytest.raises(CatalogError, match=rf"bad\.txt:{bad_line}: line is not valid UTF-8 text"):
+        read_catalog(path, tmp_path / "objects.parquet")
+    assert_no_output(tmp_path / "objects.parquet")
+
+
+def test_leading_bom_is_accepted(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + (header_text() + POINT.format(id="s1") + "\n").encode())
+    visit, skips = read_catalog(path, tmp_path / "objects.parquet")
+    assert visit.visit == 161899 and skips.n_kept == 1
+
+
+def test_endless_line_is_refused_without_reading_it_whole(tmp_path):
+    path = write_catalog(tmp_path / "long.txt", POINT.format(id="s1"), "#" + "x" * 70_000, POINT.format(id="s2"))
+    with pytest.raises(CatalogError, match=rf"long\.txt:{N_HEADER_LINES + 2}: line is longer than 65536"):
+        read_catalog(path, tmp_path / "objects.parquet")
+    gz = tmp_path / "endless.txt.gz"
+    with gzip.open(gz, "wb") as fh:
+        fh.write(b"\0" * 200_000)  # like includeobj /dev/zero
+    top = write_catalog(tmp_path / "top.txt", "includeobj endless.txt.gz")
+    with pytest.raises(CatalogError, match=r"endless\.txt\.gz:1: line is longer than 65536"):
+        read_catalog(top, tmp_path / "objects2.parquet")
+
+
+def test_repeated_include_is_refused(tmp_path):
+    (tmp_path / "stars.txt").write_text(POINT.format(id="s1") + "\n")
+    (tmp_path / "b.txt").write_text("includeobj stars.txt\n")
+    top = write_catalog(tmp_path / "top.txt", "includeobj stars.txt", "includeobj b.txt")
+    with pytest.raises(CatalogError, match=rf"b\.txt:1: 'includeobj' includes a file already included at "
+                                           rf".*top\.txt:{N_HEADER_LINES + 1}"):
+        read_catalog(top, tmp_path / "objects.parquet")

@@ -329,6 +329,7 @@ class ObjectReader:
         self._reasons: Counter[str] = Counter()
         self._unsupported: Counter[str] = Counter()
         self._sources: dict[str, None] = {self.path: None}  # an ordered set
+        self._included: dict[str, tuple[str, int]] = {}  # real path -> the includeobj line
         self._file = _open_catalog(path)
         try:
             self.visit, pending = _read_header_from(self._file, self.path)
@@ -377,11 +378,13 @@ class ObjectReader:
               stack: tuple[str, ...]) -> Iterator[tuple]:
         """Yield a row tuple for each kept object of one file, following its includes."""
         first = pending[0] + 1 if pending else 1
-        numbered = enumerate(fh, first)
+        numbered = _lines(fh, first)
         lines = itertools.chain([pending], numbered) if pending else numbered
         lineno = first - 1
         try:
             for lineno, line in lines:
+                if len(line) == _MAX_LINE and line[-1] != "\n":
+                    raise _too_long(path, lineno)
                 tokens = line.split()
                 if not tokens or tokens[0].startswith("#"):
                     continue
@@ -403,8 +406,7 @@ class ObjectReader:
                 else:
                     raise _misplaced_line(tokens, line, path, lineno, included)
         except (OSError, EOFError, UnicodeDecodeError) as e:
-            raise CatalogError(path, lineno + 1, "cannot read the file", value=str(e),
-                               fix="check that the file is complete (copy or gzip it again)") from e
+            raise _read_error(path, lineno + 1, e) from e
 
     def _include(self, tokens: list[str], path: str, lineno: int,
                  stack: tuple[str, ...]) -> Iterator[tuple]:
@@ -417,6 +419,15 @@ class ObjectReader:
         if real in stack:
             raise CatalogError(path, lineno, "'includeobj' includes a file that includes it",
                                value=included, fix="remove the circular includeobj line")
+        if real in self._included:
+            at_path, at_line = self._included[real]
+            raise CatalogError(path, lineno, f"'includeobj' includes a file already included at "
+                               f"{at_path}:{at_line}", value=included,
+                               fix="remove one of the two includeobj lines (objects would be duplicated)")
+        if len(self._included) >= _MAX_INCLUDES:
+            raise CatalogError(path, lineno, f"more than {_MAX_INCLUDES} 'includeobj' files",
+                               value=included, fix="merge the included files")
+        self._included[real] = (path, lineno)
         try:
             fh = _open_text(included)
         except FileNotFoundError as e:
@@ -567,13 +578,50 @@ _NONE_AV, _NONE_RV = 0.0, 3.1
 
 _MAGNORM_MAX = 50.0  # magnorm >= this means "no flux" (imSim skips it)
 _NONFINITE_TOKENS = frozenset({"inf", "-inf", "+inf", "nan"})
+_MAX_INCLUDES = 10_000  # includeobj files per catalog
+_MAX_LINE = 65536  # characters; a longer line is refused (a file of one endless line, /dev/zero)
+
+
+def _lines(fh: IO[str], first: int = 1) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` for each line, each read with a bounded ``readline``."""
+    return enumerate(iter(lambda: fh.readline(_MAX_LINE), ""), first)
+
+
+def _too_long(path: str, lineno: int) -> CatalogError:
+    return CatalogError(path, lineno, f"line is longer than {_MAX_LINE} characters",
+                        fix="this is not an instance catalog line; check the file")
+
+
+def _read_error(path: str, lineno: int, e: BaseException) -> CatalogError:
+    """The error for a file that cannot be read; a bad byte is placed on its own line."""
+    if isinstance(e, UnicodeDecodeError):
+        lineno = _bad_byte_line(path) or lineno
+        return CatalogError(path, lineno, "line is not valid UTF-8 text", value=e.reason,
+                            fix="fix the line's encoding (catalogs are UTF-8)")
+    return CatalogError(path, lineno, "cannot read the file", value=str(e),
+                        fix="check that the file is complete (copy or gzip it again)")
+
+
+def _bad_byte_line(path: str) -> int:
+    """The 1-based line holding the first byte that is not UTF-8, or 0 if none is found."""
+    try:
+        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as fh:
+            for lineno, raw in enumerate(iter(lambda: fh.readline(_MAX_LINE), b""), 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    if e.reason != "unexpected end of data" or raw.endswith(b"\n"):
+                        return lineno
+    except (OSError, EOFError):
+        pass
+    return 0
 
 
 def _open_text(path: str) -> IO[str]:
     """Open a catalog file as text: gzip when its name ends in ``.gz``."""
     if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")  # -sig: a leading BOM is stripped
 
 
 def _open_catalog(path: str | os.PathLike) -> IO[str]:
@@ -596,18 +644,25 @@ def _read_header_from(fh: IO[str], path: str) -> tuple[Visit, tuple[int, str] | 
     pending = None
     lineno = 0
     try:
-        for lineno, line in enumerate(fh, 1):
+        for lineno, line in _lines(fh):
+            if len(line) == _MAX_LINE and line[-1] != "\n":
+                raise _too_long(path, lineno)
             parts = line.split(None, 1)
             if not parts or parts[0].startswith("#"):
                 continue
             if parts[0] in (_OBJECT, _INCLUDEOBJ):
                 pending = (lineno, line)
                 break
-            values[parts[0]] = (parts[1].strip() if len(parts) > 1 else "", lineno)
+            text = parts[1].strip() if len(parts) > 1 else ""
+            if parts[0] in values and values[parts[0]][0] != text:
+                before, at = values[parts[0]]
+                raise CatalogError(path, lineno, f"header key '{parts[0]}' is given again with another "
+                                   f"value (line {at} has {before!r})", value=repr(text),
+                                   fix="keep one of the two lines")
+            values[parts[0]] = (text, lineno)
             last_line = lineno
     except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise CatalogError(path, lineno + 1, "cannot read the file", value=str(e),
-                           fix="check that the file is complete (copy or gzip it again)") from e
+        raise _read_error(path, lineno + 1, e) from e
     return _visit_from_header(values, path, last_line), pending
 
 
