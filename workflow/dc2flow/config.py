@@ -1,7 +1,8 @@
 """Configuration: one schema, defaults in one file.
 
 ``config/config.yaml`` holds every default (with a comment per key) and
-``workflow/schemas/config.schema.yaml`` the types and ranges; ``config/README.md`` documents
+``workflow/schemas/config.schema.yaml`` the types and ranges (both ship in the package as
+``dc2flow/data/``); ``config/README.md`` documents
 both.  Snakemake validates its config with :func:`validate` in ``common.smk``; by hand,
 :func:`load` reads the same files.  The *physics options* (sections ``scene``, ``partition`` and
 ``render``) are what the partition and render stages receive and what the FITS headers hash.
@@ -21,9 +22,12 @@ import yaml
 
 from .errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
-SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout, when the package runs from one
+# Package data (links to config/config.yaml and workflow/schemas/config.schema.yaml in the source
+# tree; a wheel holds copies), so that an installed, non-editable dc2flow has its defaults.
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_CONFIG = PACKAGE_DATA / "config.yaml"
+SCHEMA = PACKAGE_DATA / "config.schema.yaml"
 PHYSICS_SECTIONS = ("scene", "partition", "render")
 
 
@@ -57,6 +61,16 @@ def profile_configfiles(profile: dict) -> list[tuple[str, Path | None]]:
         candidates = [Path(name)] if os.path.isabs(name) else [Path(os.path.abspath(name)), REPO_ROOT / name]
         out.append((str(name), next((c for c in candidates if c.is_file()), None)))
     return out
+
+
+def snakefile() -> Path:
+    """The workflow's Snakefile: the checkout's this package runs from, else ./Snakefile (an installed,
+    non-editable dc2flow run from a checkout of the workflow)."""
+    for candidate in (REPO_ROOT / "Snakefile", Path(os.path.abspath("Snakefile"))):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError("snakefile", os.getcwd(), "no dc2flow Snakefile beside the package or in this directory",
+                      [str(REPO_ROOT / "Snakefile"), "./Snakefile (run from a checkout of the workflow)"])
 
 
 def merge(base: dict, override: dict) -> dict:

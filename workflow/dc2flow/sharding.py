@@ -46,7 +46,7 @@ from typing import Callable, Iterator, Sequence
 import yaml
 
 from .campaign import visits as campaign_visits
-from .config import REPO_ROOT, load, read_yaml
+from .config import load, read_yaml, snakefile
 from .config import profile_configfiles as config_profile_configfiles
 from .errors import CampaignError
 from .io import atomic_output, write_json
@@ -428,7 +428,7 @@ def snakemake_command(campaign_dir: str | os.PathLike, campaign: Campaign, shard
                    str(shard_config(campaign_dir, shard.name))]
     profile = os.path.abspath(profile) if os.path.exists(profile) else profile
     # the extra arguments (targets among them) before --configfile, which takes every value after it
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"), "--profile", profile,
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile()), "--profile", profile,
             "--directory", str(shard_workdir(campaign_dir, shard.name)), *extra_args, "--configfile", *configfiles]
 
 

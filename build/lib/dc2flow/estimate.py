@@ -1,0 +1,172 @@
+"""Resource estimates: predicted peak memory and wall time of every sensor's render job.
+
+DC2 charged every sensor a flat 2-3 GB and discovered dense fields and bright stars by
+out-of-memory kills. Here each sensor's demand is predicted from its own partition, before any
+job runs, with a linear model over features that drive the renderer's cost:
+
+==================  ===========================================================================
+feature             meaning
+==================  ===========================================================================
+``image_mpix``      pixels of the sensor (ITL 16.3, e2v 16.4 Mpix): the float32 image, noise, FITS
+``n_objects``       objects in the partition (thousands): per-object set-up and bookkeeping
+``n_knots``         knots objects (thousands): RandomKnots are the costliest profiles to build
+``phot_gphotons``   photons to shoot, in 1e9: every photon-shot object's expected flux
+``fft_mpix``        total FFT stamp area (Mpix) of the bright objects drawn by FFT
+``max_fft_mpix``    the largest single FFT stamp (Mpix): GalSim's FFT buffers scale with it
+``max_phot_gphotons`` the largest photon-shot object (1e9 photons): photon arrays scale with it
+==================  ===========================================================================
+
+``mem_gb = m_0 + sum_k m_k f_k`` (plus the job overhead of :func:`estimate_visit`) and ``runtime_s = t_0 + sum_k t_k f_k`` with non-negative
+coefficients fitted by :mod:`dc2flow.calibrate` from the ``benchmark:`` records of real render jobs
+and scaled up so that predictions err high. The model is a small JSON file
+(:data:`DEFAULT_MODEL` ships with the package; ``estimate.model`` in the config points at another).
+
+The per-visit table (``estimates/{visit}.tsv``) has one row per sensor: ``visit, sensor, mem_gb,
+runtime_s`` and the features, tab-separated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import camera
+from .catalog import Visit
+from .errors import ConfigError
+from .partition import read_partition_table
+from .io import atomic_output
+
+FEATURES = ("image_mpix", "n_objects", "n_knots", "phot_gphotons", "fft_mpix", "max_fft_mpix",
+            "max_phot_gphotons")
+ESTIMATE_COLUMNS = ("visit", "sensor", "mem_gb", "runtime_s", *FEATURES)
+DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "resource_model.json"
+_PARTITION_COLUMNS = ["flux", "stamp_radius_px", "obj_type"]
+
+
+@dataclass(frozen=True)
+class ResourceModel:
+    """Linear predictors of a render job's peak memory (GB) and wall time (s).
+
+    Parameters:
+        mem_intercept_gb, runtime_intercept_s: the constant terms.
+        mem_coef, runtime_coef: feature name -> coefficient (non-negative; missing = 0).
+        mem_scale, runtime_scale: safety factors applied to the linear prediction (>= 1).
+        meta: where the coefficients came from (records, date, errors), for people.
+    """
+
+    mem_intercept_gb: float
+    runtime_intercept_s: float
+    mem_coef: dict = field(default_factory=dict)
+    runtime_coef: dict = field(default_factory=dict)
+    mem_scale: float = 1.0
+    runtime_scale: float = 1.0
+    meta: dict = field(default_factory=dict)
+
+    def predict(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(mem_gb, runtime_s) arrays for feature arrays keyed by :data:`FEATURES`."""
+        n = len(next(iter(features.values())))
+        mem = np.full(n, self.mem_intercept_gb, dtype=float)
+        run = np.full(n, self.runtime_intercept_s, dtype=float)
+        for name in FEATURES:
+            mem += self.mem_coef.get(name, 0.0) * np.asarray(features[name], dtype=float)
+            run += self.runtime_coef.get(name, 0.0) * np.asarray(features[name], dtype=float)
+        return mem * self.mem_scale, run * self.runtime_scale
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def write(self, path: str | os.PathLike) -> None:
+        with atomic_output(path) as tmp, open(tmp, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=1, sort_keys=True)
+            fh.write("\n")
+
+    @classmethod
+    def read(cls, path: str | os.PathLike | None = None) -> "ResourceModel":
+        """Read a model file (the packaged default when ``path`` is None).
+
+        Raises:
+            ConfigError: when the file is missing or not a model.
+        """
+        path = path or DEFAULT_MODEL
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+            model = cls(**data)
+        except FileNotFoundError:
+            raise ConfigError("estimate.model", str(path), "file not found",
+                              "null (the packaged model) or a file written by 'dc2flow calibrate'") from None
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ConfigError("estimate.model", str(path), f"not a resource model ({exc})",
+                              "a file written by 'dc2flow calibrate'") from None
+        bad = sorted((set(model.mem_coef) | set(model.runtime_coef)) - set(FEATURES))
+        if bad:
+            raise ConfigError("estimate.model", str(path), f"unknown feature {bad[0]!r}", list(FEATURES))
+        return model
+
+
+def sensor_features(partition_path: str | os.PathLike, det_name: str, fft_flux_threshold: float) -> dict[str, float]:
+    """The model's features for one sensor, from its partition file."""
+    table = read_partition_table(partition_path, _PARTITION_COLUMNS)
+    flux = table["flux"].to_numpy()
+    side = 2.0 * table["stamp_radius_px"].to_numpy().astype(float) + 1.0
+    kind = table["obj_type"].to_numpy(zero_copy_only=False)
+    fft = flux > fft_flux_threshold
+    sensor = camera.get_sensor(det_name)
+    return {
+        "image_mpix": sensor.nx * sensor.ny / 1e6,
+        "n_objects": len(flux) / 1e3,
+        "n_knots": float(np.count_nonzero(kind == "knots")) / 1e3,
+        "phot_gphotons": float(flux[~fft].sum()) / 1e9,
+        "fft_mpix": float((side[fft] ** 2).sum()) / 1e6,
+        "max_fft_mpix": float((side[fft] ** 2).max(initial=0.0)) / 1e6,
+        "max_phot_gphotons": float(flux[~fft].max(initial=0.0)) / 1e9,
+    }
+
+
+def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceModel,
+                   fft_flux_threshold: float, job_overhead_gb: float = 0.0,
+                   min_mem_gb: float = 0.0) -> list[dict]:
+    """One row per sensor: visit, sensor, mem_gb, runtime_s and the features.
+
+    ``mem_gb`` is what the sensor's job should request: the model's prediction for the render
+    command, at least ``min_mem_gb`` (the validation that follows the render in the same job asks
+    the same), plus ``job_overhead_gb``, the memory of the scheduler's own processes in the job
+    (Snakemake runs inside every Slurm job step: ~130 MiB each, measured).
+    """
+    rows = []
+    for det_name in sorted(partitions, key=lambda n: camera.get_sensor(n).det_num):
+        feats = sensor_features(partitions[det_name], det_name, fft_flux_threshold)
+        mem, run = model.predict({k: [v] for k, v in feats.items()})
+        rows.append({"visit": visit.visit, "sensor": det_name, "mem_gb": max(float(mem[0]), min_mem_gb) + job_overhead_gb,
+                     "runtime_s": float(run[0]), **feats})
+    return rows
+
+
+def write_estimates(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Write the per-visit table (tab-separated, header first), atomically."""
+    with atomic_output(path) as tmp, open(tmp, "w") as fh:
+        fh.write("\t".join(ESTIMATE_COLUMNS) + "\n")
+        for row in rows:
+            fh.write("\t".join(_fmt(row[c]) for c in ESTIMATE_COLUMNS) + "\n")
+
+
+def read_estimates(path: str | os.PathLike) -> list[dict]:
+    """Rows of an estimates table (numbers as float, visit as int, sensor as str)."""
+    with open(path) as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        rows = []
+        for line in fh:
+            values = dict(zip(header, line.rstrip("\n").split("\t")))
+            rows.append({k: (int(v) if k == "visit" else v if k == "sensor" else float(v)) for k, v in values.items()})
+    return rows
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,109 @@
+"""File helpers shared by every stage: atomic writes, content hashes and Snakemake benchmark records.
+
+Every output is written to a temporary name in its own directory and renamed into place, so a
+killed job never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield str(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def write_json(path: str | os.PathLike, data) -> None:
+    """Write JSON atomically (sorted keys, indented)."""
+    with atomic_output(path) as tmp, open(tmp, "w") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(block), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from the given parts (stable across runs, machines and Python versions)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+
+def file_stamp(path: str | os.PathLike) -> str:
+    """``size:mtime_ns:ctime_ns`` of a file or directory, or "" if it does not exist (cheap change
+    detection: a rewrite changes the mtime, a ``chmod`` or ``touch`` the ctime)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def inputs_fingerprint(argv: list[str]) -> str:
+    """A digest of a command line and of the files and directories it names that exist now.
+
+    A science error (a :class:`~dc2flow.errors.Dc2flowError`) is deterministic: the same command on
+    the same inputs fails the same way.  This fingerprint (arguments, and each named path's size and
+    modification and change times) tells a retry whether anything it reads has changed since a recorded
+    failure, without reading the files.  Outputs do not exist when a job starts (Snakemake removes
+    them), and a directory's mtime changes when a file is renamed into it.
+    """
+    digest = hashlib.sha256()
+    for arg in argv:
+        digest.update(arg.encode() + b"\0")
+        path = arg.split("=", 1)[-1]
+        if path and not path.startswith("-"):
+            digest.update(file_stamp(path).encode() + b"\0")
+    return digest.hexdigest()
+
+
+BENCHMARK_FIELDS = {"s": "runtime_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_time_s"}
+
+
+def read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:
+    """runtime_s, max_rss_mb, cpu_time_s from a Snakemake benchmark TSV; all None when there is no file.
+
+    Why the last row: Snakemake appends one row per benchmark repeat, and a job retried
+    (``--retries``) may leave an earlier attempt's row above the successful one; the last row is
+    the run that made the output.  A value is None where Snakemake wrote ``NA`` (the job ended
+    before the first memory sample) or the column is missing.  The registry and
+    :func:`dc2flow.validation.plot_resources` both read benchmarks here.
+    """
+    out: dict[str, float | None] = {v: None for v in BENCHMARK_FIELDS.values()}
+    if not path or not os.path.exists(path):
+        return out
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    if rows:
+        for col, name in BENCHMARK_FIELDS.items():
+            try:
+                out[name] = float(rows[-1][col])
+            except (KeyError, TypeError, ValueError):
+                out[name] = None
+    return out

@@ -1,0 +1,188 @@
+"""Partition a visit's objects by sensor: fluxes, stamp sizes, and who lands where.
+
+One job per visit reads the parsed object table once and writes one Parquet file per requested
+sensor holding the objects whose *stamp* touches that sensor, so an object near an edge is drawn
+on both sensors (with the same random seed, so the two halves are the same realisation).
+
+For every object it computes, once per visit:
+
+- ``flux``: expected photons in this exposure (:mod:`dc2flow.photometry`);
+- ``sed_fallback``: whether its SED was replaced by a fallback;
+- ``stamp_radius_px``: how far its light reaches above ``stamp_threshold_sigma`` x the sky noise
+  per pixel: the PSF's reach for that flux (:func:`dc2flow.psf.psf_radius_px`) added in quadrature
+  to the galaxy's extent ((2 + 1.5 n) x its major half-light axis for a Sersic, 3x for knots),
+  never smaller than the radius enclosing ``min_enclosed_flux`` of a point source's light nor
+  than ``min_stamp_radius_px``, and at most ``max_stamp_radius_px``;
+- ``x``, ``y``: its position in each sensor's 1-based pixel frame (gnomonic projection, the same
+  as the FITS WCS).
+
+The partition files carry every catalog column plus ``obj_index`` (the object's row in the
+visit's object table, which seeds its randomness), ``flux``, ``sed_fallback``,
+``stamp_radius_px``, ``x`` and ``y``.  They are written atomically: all of them or none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.parquet as pq
+
+from . import camera, photometry
+from .catalog import OBJECT_SCHEMA, Visit
+from .errors import RenderError
+from .io import atomic_output
+from .psf import PsfModel, enclosed_radius_px, psf_radius_px
+
+log = logging.getLogger(__name__)
+
+PARTITION_SCHEMA = OBJECT_SCHEMA.append(pa.field("obj_index", pa.int64()))
+for _name, _type in (("flux", pa.float64()), ("sed_fallback", pa.bool_()), ("stamp_radius_px", pa.int32()),
+                     ("x", pa.float64()), ("y", pa.float64())):
+    PARTITION_SCHEMA = PARTITION_SCHEMA.append(pa.field(_name, _type))
+
+
+@dataclass(frozen=True)
+class VisitConditions:
+    """What a visit's header and the scene options imply for drawing: PSF and sky."""
+
+    psf: PsfModel
+    sky_e_per_px: float
+
+    @classmethod
+    def from_visit(cls, visit: Visit, scene: dict) -> "VisitConditions":
+        wavelength = photometry.effective_wavelength_nm(visit.band)
+        psf = PsfModel.for_visit(visit.seeing_arcsec, visit.airmass, wavelength, scene["optics_fwhm_arcsec"])
+        sky = photometry.sky_electrons_per_pixel(visit.band, scene["sky_mag"][visit.band], visit.airmass,
+                                                 visit.exptime_s, camera.PIXEL_SCALE_ARCSEC)
+        return cls(psf=psf, sky_e_per_px=sky)
+
+
+def stamp_radius_px(table, flux: np.ndarray, conditions: VisitConditions, options: dict) -> np.ndarray:
+    """Stamp radius (px) of each object; see the module docstring."""
+    part = options["partition"]
+    threshold = part["stamp_threshold_sigma"] * math.sqrt(max(conditions.sky_e_per_px, 1.0))
+    r_psf = psf_radius_px(conditions.psf, flux, threshold, camera.PIXEL_SCALE_ARCSEC)
+    major_px = table["major_arcsec"].to_numpy(float) / camera.PIXEL_SCALE_ARCSEC
+    kind = table["obj_type"].to_numpy()
+    extent = np.where(kind == "sersic2d", 2.0 + 1.5 * table["sersic_n"].to_numpy(float),
+                      np.where(kind == "knots", 3.0, 0.0))
+    r_min = max(part["min_stamp_radius_px"],
+                enclosed_radius_px(conditions.psf, part["min_enclosed_flux"], camera.PIXEL_SCALE_ARCSEC))
+    r = np.ceil(np.hypot(np.maximum(r_psf, r_min), extent * major_px))
+    return np.clip(r, r_min, part["max_stamp_radius_px"]).astype(np.int32)
+
+
+def partition_visit(visit: Visit, objects_path: str | os.PathLike, outputs: dict[str, str],
+                    options: dict, batch_rows: int = 200_000) -> dict[str, int]:
+    """Write one partition file per sensor in ``outputs`` (det_name -> path).
+
+    Parameters:
+        visit:        the visit's header record.
+        objects_path: the visit's object table (Parquet, :data:`dc2flow.catalog.OBJECT_SCHEMA`).
+        outputs:      det_name -> output path.
+        options:      physics options (sections scene, partition, render).
+        batch_rows:   rows read at a time (memory bound; the result does not depend on it).
+
+    Returns:
+        det_name -> number of objects written.
+
+    Raises:
+        RenderError: when the object table cannot be read.
+    """
+    sensors = [camera.get_sensor(name) for name in outputs]
+    conditions = VisitConditions.from_visit(visit, options["scene"])
+    seds = photometry.SedLibrary(options["scene"]["sed_dir"])
+    try:
+        source = pq.ParquetFile(objects_path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise RenderError(objects_path, f"cannot read the object table ({exc})",
+                          "rerun the parse_catalog step for this visit") from None
+    counts = {s.det_name: 0 for s in sensors}
+    n_fallback = 0
+    with _atomic_writers(outputs) as writers:
+        start = 0
+        for batch in source.iter_batches(batch_size=batch_rows):
+            table = batch.to_pandas()
+            n = len(table)
+            table["obj_index"] = np.arange(start, start + n, dtype=np.int64)
+            start += n
+            flux, fallback = photometry.object_photons(table, visit.band, visit.exptime_s, seds)
+            table["flux"] = flux
+            table["sed_fallback"] = fallback
+            n_fallback += int(fallback.sum())
+            table["stamp_radius_px"] = stamp_radius_px(table, flux, conditions, options)
+            x_mm, y_mm, in_front = camera.sky_to_focal_plane(
+                table["ra_deg"].to_numpy(float), table["dec_deg"].to_numpy(float),
+                visit.ra_deg, visit.dec_deg, visit.rotskypos_deg)
+            radius = table["stamp_radius_px"].to_numpy()
+            for sensor in sensors:
+                x, y = sensor.focal_plane_to_pixel(x_mm, y_mm)
+                with np.errstate(invalid="ignore"):
+                    hit = (in_front & (x > 0.5 - radius) & (x < sensor.nx + 0.5 + radius)
+                           & (y > 0.5 - radius) & (y < sensor.ny + 0.5 + radius))
+                if hit.any():
+                    part = table[hit].copy()
+                    part["x"], part["y"] = x[hit], y[hit]
+                    writers[sensor.det_name].write_table(
+                        pa.Table.from_pandas(part, schema=PARTITION_SCHEMA, preserve_index=False))
+                    counts[sensor.det_name] += int(hit.sum())
+    log.info("visit %d: %d objects (%d with a fallback SED) -> %d sensors, %d placements",
+             visit.visit, start, n_fallback, len(sensors), sum(counts.values()))
+    return counts
+
+
+def write_index(path: str | os.PathLike, outputs: dict[str, str], counts: dict[str, int]) -> None:
+    """The visit's partition index (TSV: det_name, n_objects, bytes, file), written last.
+
+    The pipeline declares this file, not the 189 partitions, as the partition step's output (one
+    file per render to track keeps Snakemake's planning fast); it is written after every partition
+    is in place, so its presence means the visit's partitions are complete.
+    """
+    with atomic_output(path) as tmp, open(tmp, "w") as fh:
+        fh.write("det_name\tn_objects\tbytes\tfile\n")
+        for name, out in outputs.items():
+            fh.write(f"{name}\t{counts[name]}\t{os.path.getsize(out)}\t{os.path.basename(out)}\n")
+
+
+@contextlib.contextmanager
+def _atomic_writers(outputs: dict[str, str]):
+    """One Parquet writer per sensor, all renamed into place together, and only on success.
+
+    The exit stack closes each writer before its :func:`atomic_output` renames (or, on any error,
+    removes) the temporary file, including when opening a later writer fails.
+    """
+    with contextlib.ExitStack() as stack:
+        writers = {}
+        for name, path in outputs.items():
+            tmp = stack.enter_context(atomic_output(path))
+            writers[name] = stack.enter_context(contextlib.closing(pq.ParquetWriter(tmp, PARTITION_SCHEMA)))
+        yield writers
+
+
+def read_partition_table(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    """A sensor's partition as a pyarrow Table sorted by ``obj_index`` (optionally some columns).
+
+    Raises:
+        RenderError: when the file cannot be read.
+    """
+    try:
+        # ParquetFile, not pq.read_table: a partition is one file, and read_table goes through
+        # pyarrow.dataset, whose import (with pandas) costs ~0.3 s and ~30 MB in every render job.
+        with pq.ParquetFile(path) as source:
+            table = source.read(columns=None if columns is None else sorted({*columns, "obj_index"}))
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise RenderError(path, f"cannot read the partition ({exc})",
+                          "rerun the partition_visit step for this visit") from None
+    return table.take(pa.compute.sort_indices(table["obj_index"]))
+
+
+def read_partition(path: str | os.PathLike):
+    """A sensor's partition as a pandas DataFrame sorted by ``obj_index``."""
+    return read_partition_table(path).to_pandas()

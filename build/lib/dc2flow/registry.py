@@ -1,0 +1,686 @@
+"""The campaign registry: one database row per (visit, det_name) image, and the problems eyeballs report.
+
+Why a database: a campaign of thousands of visits × 189 sensors needs answers such as "which
+sensors failed validation", "which images were made with config hash X" or "how many core-hours
+did band r cost" without opening a million FITS headers.  The registry holds, per image, its path
+(relative to the output root), size, checksums, provenance (from the FITS header), runtime and
+peak memory (from the render job's Snakemake benchmark record), its bundle, the validation
+figures and status, and when it was recorded.
+
+Concurrency (why records, then one merge):
+
+- Render jobs run on many compute nodes at once.  SQLite locks with POSIX file locks, which
+  network and parallel file systems (NFS, Lustre, GPFS) implement badly or not at all: many
+  writers on many nodes is the documented way to corrupt an SQLite file.
+- So no compute job touches the database.  Each render job (in its bundle's Slurm job, on the
+  compute node) writes one small JSON record per sensor right after the image, atomically
+  (temporary name + rename): no extra job per sensor.
+- ``register_visit`` adds what the render could not know yet: the render's run time and memory
+  (its Snakemake benchmark record, written after the job) and the visit's validation records.
+- ``register_visit`` runs only on the host that drives Snakemake (a ``localrules:`` entry) and
+  merges one visit's records in **one transaction** with upserts keyed on (visit, det_name).
+  One writer host + transactions + SQLite's WAL journal and a busy timeout is safe; readers
+  (``dc2flow status``, the viewer) never block it for long.  Re-registering replaces rows, so a
+  rerun adds no duplicates.
+- A ``postgresql://`` URL goes through the same SQLAlchemy Core code; PostgreSQL would also take
+  direct writes from many nodes, but the record files keep one design for both.
+
+Checksums: ``datasum`` and ``checksum`` are the FITS ``DATASUM``/``CHECKSUM`` cards the render
+writes (verifiable with ``fitscheck``), and ``sha256`` is the sha256 of the whole file's bytes
+(what ``sha256sum`` prints), computed when the record is written (by the render job).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import functools
+import glob
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .errors import RegistryError
+from .camera import N_SCIENCE_SENSORS
+from .io import read_benchmark, sha256_file, write_json
+
+RECORD_VERSION = 1
+DET_NAME_RE = re.compile(r"^R\d\d_S\d\d$")
+IMAGE_RE = re.compile(r"^eimage_(\d{8})-(\d+)-([ugrizy])-(R\d\d_S\d\d)-det(\d{3})\.fits$")
+VALIDATION_FIELDS = ("status", "flags", "n_truth", "n_detected", "n_matched", "astrometry_median_px",
+                     "astrometry_median_arcsec", "photometry_slope", "photometry_median_dmag", "psf_fwhm_arcsec",
+                     "psf_fwhm_model_arcsec", "sky_e_per_px", "sky_model_e_per_px")
+HEADER_FIELDS = {"DC2FLOW": "dc2flow_version", "GALSIM": "galsim_version", "CFGHASH": "config_hash",
+                 "SEED": "seed", "CATSEED": "catalog_seed", "CONTAINR": "container_image"}
+
+
+def default_url(outdir: str | os.PathLike) -> str:
+    """``sqlite:///{outdir}/registry.sqlite`` (the URL used when ``registry.url`` is null)."""
+    return f"sqlite:///{os.fspath(outdir).rstrip('/')}/registry.sqlite"
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the tables (SQLAlchemy Core) -------------------------------------------------------------------
+# Built on first use: a render job writes its record without importing SQLAlchemy (~0.2 s per job).
+IMAGE_COLUMNS = ("visit", "det_name", "det_num", "band", "path", "bytes", "datasum", "checksum", "sha256",
+                 "dc2flow_version", "galsim_version", "config_hash", "catalog_sha256", "seed", "catalog_seed",
+                 "container_image", "runtime_s", "max_rss_mb", "cpu_time_s", "bundle", "validation_status",
+                 "validation_flags", *VALIDATION_FIELDS[2:], "recorded_utc")
+
+
+@functools.lru_cache(maxsize=1)
+def _tables():
+    """(metadata, images, problems); the images table's columns are :data:`IMAGE_COLUMNS`."""
+    from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, Text
+
+    md = MetaData()
+    images = Table(
+        "images", md,
+        Column("visit", Integer, primary_key=True),
+        Column("det_name", String(7), primary_key=True),
+        Column("det_num", Integer, nullable=False),
+        Column("band", String(1), nullable=False),
+        Column("path", Text, nullable=False),           # relative to the output root
+        Column("bytes", BigInteger, nullable=False),
+        Column("datasum", String(16)),                   # FITS DATASUM card
+        Column("checksum", String(16)),                  # FITS CHECKSUM card
+        Column("sha256", String(64), nullable=False),    # sha256 of the file's bytes
+        Column("dc2flow_version", String(32)),
+        Column("galsim_version", String(32)),
+        Column("config_hash", String(32)),
+        Column("catalog_sha256", Text),                  # CATSHA0, CATSHA1, ... joined by ','
+        Column("seed", BigInteger),
+        Column("catalog_seed", BigInteger),
+        Column("container_image", Text),
+        Column("runtime_s", Float),                      # benchmark record (NULL when absent)
+        Column("max_rss_mb", Float),
+        Column("cpu_time_s", Float),
+        Column("bundle", String(64)),
+        Column("validation_status", String(16)),         # ok | flagged | NULL (not validated)
+        Column("validation_flags", Text),                # JSON list
+        *[Column(name, Float) for name in VALIDATION_FIELDS[2:]],
+        Column("recorded_utc", String(20), nullable=False),
+    )
+    problems = Table(
+        "problems", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("visit", Integer, nullable=False),
+        Column("det_name", String(7), nullable=False),
+        Column("category", String(32), nullable=False),
+        Column("comment", Text, nullable=False),
+        Column("created_utc", String(20), nullable=False),
+    )
+    return md, images, problems
+
+
+def __getattr__(name: str):
+    """``registry.METADATA``, ``registry.IMAGES``, ``registry.PROBLEMS``: the tables, built on first use."""
+    if name in ("METADATA", "IMAGES", "PROBLEMS"):
+        return dict(zip(("METADATA", "IMAGES", "PROBLEMS"), _tables()))[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def connect(url: str):
+    """An SQLAlchemy engine on ``url`` with the tables created (SQLite: WAL journal, 30 s busy timeout).
+
+    Raises:
+        RegistryError: the URL is not a database URL SQLAlchemy can open.
+    """
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn, _record):
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.close()
+        else:
+            engine = create_engine(url)
+        _create_tables(engine)
+    except (ArgumentError, OperationalError, ImportError) as exc:
+        raise RegistryError(url, f"cannot open the registry database: {str(exc).splitlines()[0]}", None,
+                            "give an SQLAlchemy URL such as sqlite:///results/registry.sqlite or "
+                            "postgresql://user@host/db") from None
+    return engine
+
+
+def _create_tables(engine) -> None:
+    """CREATE TABLE IF NOT EXISTS, so merges that start at once on a new database do not race."""
+    from sqlalchemy.schema import CreateTable
+
+    with engine.begin() as conn:
+        for table in _tables()[0].sorted_tables:
+            conn.execute(CreateTable(table, if_not_exists=True))
+
+
+# --- per-sensor records (written on the compute node) -----------------------------------------------
+def read_validation(path: str | os.PathLike | None, sensor: tuple[int, str] | None = None) -> dict[str, Any]:
+    """The validation columns from a validation JSON (all None when no file is given).
+
+    Parameters:
+        path:    the validation JSON, or None.
+        sensor:  (visit, det_name) the validation must be of [default: None, not checked].
+
+    Raises:
+        RegistryError: the file is not JSON, it is another sensor's, or its status is not ``ok``/``flagged``.
+    """
+    out: dict[str, Any] = {"validation_status": None, "validation_flags": None,
+                           **{k: None for k in VALIDATION_FIELDS[2:]}}
+    if not path:
+        return out
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RegistryError(os.fspath(path), f"cannot read the validation record: {exc}", None,
+                            "rerun dc2flow validate") from None
+    if sensor is not None and (data.get("visit"), data.get("det_name")) != tuple(sensor):
+        raise RegistryError(os.fspath(path), "validation of another sensor",
+                            f"{data.get('visit')} {data.get('det_name')}",
+                            f"pass visit {sensor[0]} {sensor[1]}'s validation in the record's place")
+    if data.get("status") not in ("ok", "flagged"):
+        raise RegistryError(os.fspath(path), "validation status is not 'ok' or 'flagged'", data.get("status"),
+                            "rerun dc2flow validate")
+    out["validation_status"] = data["status"]
+    out["validation_flags"] = json.dumps(list(data.get("flags", [])))
+    for key in VALIDATION_FIELDS[2:]:
+        value = data.get(key)
+        out[key] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return out
+
+
+def make_record(image: str | os.PathLike, outdir: str | os.PathLike, bundle: str | None = None,
+                benchmark: str | os.PathLike | None = None, validation: str | os.PathLike | None = None) -> dict:
+    """The registry row of one rendered image, as a JSON-ready dict.
+
+    Parameters:
+        image:      the eimage FITS file.
+        outdir:     the campaign's output root; the stored path is relative to it.
+        bundle:     the bundle (Slurm group job) that rendered it [default: None].
+        benchmark:  the render job's Snakemake benchmark TSV; read if present [default: None].
+        validation: the validation JSON of this sensor [default: None: validation columns NULL].
+
+    Raises:
+        RegistryError: the file name is not an eimage name, or the FITS header cannot be read.
+    """
+    from astropy.io import fits
+
+    name = os.path.basename(image)
+    m = IMAGE_RE.match(name)
+    if not m:
+        raise RegistryError(os.fspath(image), "not an eimage file name", name,
+                            "pass eimage_{visit:08d}-{snap}-{band}-{det_name}-det{det_num:03d}.fits")
+    try:
+        header = fits.getheader(image)
+    except OSError as exc:
+        raise RegistryError(os.fspath(image), f"cannot read the FITS header: {exc}", None,
+                            "remove the file and rerun the render") from None
+    rel = os.path.relpath(os.path.abspath(image), os.path.abspath(outdir))
+    row: dict[str, Any] = {
+        "visit": int(m.group(1)), "det_name": m.group(4), "det_num": int(m.group(5)), "band": m.group(3),
+        "path": rel, "bytes": os.path.getsize(image), "datasum": header.get("DATASUM"),
+        "checksum": header.get("CHECKSUM"), "sha256": sha256_file(image), "bundle": bundle or None,
+        "catalog_sha256": ",".join(str(header[k]) for k in sorted(header, key=_catsha_index) if k.startswith("CATSHA")),
+        "recorded_utc": utc_now(),
+    }
+    for card, column in HEADER_FIELDS.items():
+        row[column] = header.get(card)
+    row.update(read_benchmark(benchmark))
+    row.update(read_validation(validation))
+    return {"record_version": RECORD_VERSION, **row}
+
+
+def bundle_from_plan(plan: str | os.PathLike, image: str | os.PathLike) -> str | None:
+    """The bundle of an image's (visit, det_name) in a bundle plan CSV; None when the plan lacks it."""
+    from .bundle import read_plan
+
+    m = IMAGE_RE.match(os.path.basename(image))
+    if not m or not os.path.exists(plan):
+        return None
+    key = (int(m.group(1)), m.group(4))
+    return next((b for b, v, d in read_plan(plan) if (v, d) == key), None)
+
+
+def _catsha_index(key: str) -> int:
+    return int(key[6:]) if key.startswith("CATSHA") and key[6:].isdigit() else -1
+
+
+def write_record(out: str | os.PathLike, record: dict) -> None:
+    """Write a record JSON atomically."""
+    write_json(out, record)
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """A record JSON back as a row of ``images``.
+
+    Raises:
+        RegistryError: not JSON, another record version, or a column missing.
+    """
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RegistryError(os.fspath(path), f"cannot read the record: {exc}", None, "rerun dc2flow record") from None
+    if data.get("record_version") != RECORD_VERSION:
+        raise RegistryError(os.fspath(path), "unknown record version", data.get("record_version"),
+                            f"rerun dc2flow record (version {RECORD_VERSION})")
+    missing = [c for c in IMAGE_COLUMNS if c not in data]
+    if missing:
+        raise RegistryError(os.fspath(path), "missing key", missing[0], "rerun dc2flow record")
+    return {c: data[c] for c in IMAGE_COLUMNS}
+
+
+def register(records: Sequence[str | os.PathLike], url: str, validations: Sequence[str | os.PathLike] | None = None,
+             benchmarks: Sequence[str | os.PathLike] | None = None) -> int:
+    """Upsert records into ``images`` in one transaction; returns the number of rows written.
+
+    Every record is read (and checked) before the transaction starts, so a bad record changes
+    nothing.  Rows are replaced by primary key (visit, det_name): re-registering never duplicates.
+    ``validations`` and ``benchmarks``: see :func:`merge_rows`.
+
+    Raises:
+        RegistryError: a record is bad, the lists differ in length, or a validation is another sensor's.
+    """
+    return len(register_rows(merge_rows(records, validations, benchmarks), url))
+
+
+def merge_rows(records: Sequence[str | os.PathLike], validations: Sequence[str | os.PathLike] | None = None,
+               benchmarks: Sequence[str | os.PathLike] | None = None) -> list[dict]:
+    """The ``images`` rows of record JSONs, with the columns a record written by the render job
+    itself cannot know yet filled from ``validations`` (validation JSONs) and ``benchmarks`` (the
+    renders' Snakemake benchmark TSVs, NULL when missing), one per record in the same order.
+
+    Raises:
+        RegistryError: a record is bad, the lists differ in length, or a validation is another sensor's.
+    """
+    records = list(records)
+    rows = [read_record(p) for p in records]
+    for name, extra in (("validations", validations), ("benchmarks", benchmarks)):
+        if extra is not None and len(extra) != len(rows):
+            raise RegistryError(os.fspath(records[0]) if records else "register", f"{len(rows)} records but "
+                                f"{len(extra)} {name}", None, f"pass one of the {name} per record, in the same order")
+    for i, row in enumerate(rows):
+        if benchmarks is not None:
+            row.update(read_benchmark(benchmarks[i]))
+        if validations is not None:
+            row.update(read_validation(validations[i], (row["visit"], row["det_name"])))
+    return rows
+
+
+def register_rows(rows: list[dict], url: str) -> list[dict]:
+    """Upsert rows (from :func:`merge_rows`) into ``images`` in one transaction; returns them."""
+    engine = connect(url)
+    try:
+        with engine.begin() as conn:
+            if rows:
+                _upsert(conn, rows)
+    finally:
+        engine.dispose()
+    return rows
+
+
+def _upsert(conn, rows: list[dict]) -> None:
+    """Insert or replace rows by (visit, det_name), as one executemany where the dialect allows it."""
+    key = ("visit", "det_name")
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        if conn.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        stmt = insert(_tables()[1])
+        stmt = stmt.on_conflict_do_update(index_elements=list(key),
+                                          set_={c: stmt.excluded[c] for c in IMAGE_COLUMNS if c not in key})
+        conn.execute(stmt, rows)
+    else:  # any other backend: delete + insert in the same transaction
+        for row in rows:
+            images = _tables()[1]
+            conn.execute(images.delete().where(images.c.visit == row["visit"], images.c.det_name == row["det_name"]))
+        conn.execute(_tables()[1].insert(), rows)
+
+
+# --- problems (from the viewer) ----------------------------------------------------------------------
+def add_problem(url_or_engine, visit: int, det_name: str, category: str, comment: str,
+                categories: Iterable[str], max_comment_chars: int) -> int:
+    """Store one reported problem; returns its id.
+
+    Raises:
+        RegistryError: a field is out of its allowed set or too long.
+    """
+    check_problem(visit, det_name, category, comment, categories, max_comment_chars)
+    engine = connect(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    with engine.begin() as conn:
+        result = conn.execute(_tables()[2].insert().values(visit=int(visit), det_name=det_name, category=category,
+                                                       comment=comment, created_utc=utc_now()))
+        return int(result.inserted_primary_key[0])
+
+
+def check_problem(visit: Any, det_name: Any, category: Any, comment: Any, categories: Iterable[str],
+                  max_comment_chars: int) -> None:
+    """Raise :class:`RegistryError` naming the first invalid field of a problem report."""
+    categories = list(categories)
+    if not (isinstance(visit, int) and 0 <= visit < 10**8):
+        raise RegistryError("visit", "not a visit number", visit, "give an integer of at most 8 digits")
+    if not (isinstance(det_name, str) and DET_NAME_RE.match(det_name)):
+        raise RegistryError("det_name", "not a sensor name", det_name, "give a name such as R22_S11")
+    if category not in categories:
+        raise RegistryError("category", "unknown problem category", category, f"use one of {', '.join(categories)}")
+    if not isinstance(comment, str) or len(comment) > max_comment_chars:
+        raise RegistryError("comment", f"longer than {max_comment_chars} characters",
+                            len(comment) if isinstance(comment, str) else comment, "shorten it")
+
+
+def list_problems(engine) -> list[dict]:
+    from sqlalchemy import select
+
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(_tables()[2]).order_by(_tables()[2].c.id.desc()))]
+
+
+# --- queries -----------------------------------------------------------------------------------------
+QUERIES = {
+    "failed_validation": "SELECT visit, det_name, band, validation_flags, path FROM images "
+                         "WHERE validation_status = 'flagged' ORDER BY visit, det_name",
+    "config_hash": "SELECT visit, det_name, band, path FROM images WHERE config_hash = :value "
+                   "ORDER BY visit, det_name",
+    "core_hours_by_band": "SELECT band, COUNT(*) AS images, "
+                          "ROUND(CAST(SUM(COALESCE(cpu_time_s, runtime_s)) / 3600.0 AS NUMERIC), 4) AS core_hours "
+                          "FROM images GROUP BY band ORDER BY band",
+    "problems": "SELECT id, visit, det_name, category, comment, created_utc FROM problems ORDER BY id",
+}
+
+
+def query(url: str, name: str, value: str | None = None) -> tuple[list[str], list[tuple]]:
+    """Run one of the named :data:`QUERIES`; returns (column names, rows)."""
+    from sqlalchemy import text
+
+    if name not in QUERIES:
+        raise RegistryError("query", "unknown query", name, f"use one of {', '.join(QUERIES)}")
+    engine = connect(url)
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(text(QUERIES[name]), {"value": value} if value is not None else {})
+            return list(result.keys()), [tuple(r) for r in result]
+    finally:
+        engine.dispose()
+
+
+def format_table(columns: list[str], rows: list[tuple]) -> str:
+    """A plain text table (column widths from the contents), with a row count."""
+    cells = [list(map(str, columns))] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines + [f"({len(rows)} rows)"])
+
+
+# --- campaign status from the files ------------------------------------------------------------------
+PRE_RENDER_STAGES = ("catalog", "partition", "estimate")
+
+
+@dataclass
+class VisitStatus:
+    visit: int
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    stage: str = ""          # e.g. "failed before rendering: catalog"; "" once the visit is in the plan
+    n_unnamed: int = 0       # sensors counted for a visit with no plan rows yet, whose names are unknown
+    unnamed_as: str = "missing"  # ... as "failed", "running" or "missing"
+
+    @property
+    def expected(self) -> int:
+        return len(self.done) + len(self.failed) + len(self.running) + len(self.missing) + self.n_unnamed
+
+
+def expected_sensors(outdir: str | os.PathLike) -> tuple[dict[int, list[str]], dict[tuple[int, str], str], str]:
+    """visit -> det_names expected, (visit, det_name) -> bundle, and where the list came from.
+
+    From the bundle plans (``bundles/campaign.csv``, and ``bundles/{shard}/campaign.csv`` of a
+    sharded campaign, whose bundles are named ``{shard}/{bundle}``) when one exists, else from the
+    partition files (``partitions/{visit}/{det_name}.parquet``), else from the images present.
+    """
+    from .bundle import read_plan
+
+    out: dict[int, list[str]] = {}
+    bundles: dict[tuple[int, str], str] = {}
+    plans = bundle_plans(outdir)
+    if plans:
+        for prefix, plan in plans:
+            for bundle, visit, det_name in read_plan(plan):
+                out.setdefault(visit, []).append(det_name)
+                bundles[(visit, det_name)] = prefix + bundle
+        return out, bundles, "bundle plan" if len(plans) == 1 else f"{len(plans)} bundle plans"
+    parts = sorted(glob.glob(os.path.join(outdir, "partitions", "[0-9]" * 8, "R??_S??.parquet")))
+    source = "partitions"
+    if not parts:
+        parts = sorted(glob.glob(os.path.join(outdir, "[0-9]" * 8, "eimage_*.fits")))
+        source = "images"
+    for path in parts:
+        name = os.path.basename(path)
+        m = IMAGE_RE.match(name)
+        visit = int(m.group(1)) if m else int(os.path.basename(os.path.dirname(path)))
+        out.setdefault(visit, []).append(m.group(4) if m else name[:7])
+    return out, bundles, source
+
+
+def incomplete_outputs(workdir: str | os.PathLike) -> set[str]:
+    """The outputs Snakemake marks as being made, from ``{workdir}/.snakemake/incomplete/``, as real paths.
+
+    Snakemake (9.x, ``snakemake/persistence/file.py``) writes one marker per output of a job it
+    starts and removes it when the job fails or finishes.  The marker's name is the output path as
+    the Snakefile wrote it (relative to the working directory, or absolute), urlsafe-base64 encoded;
+    a name longer than the file system allows is split into folders, every part but the last
+    starting with ``@``.  A driver killed mid-job leaves its markers until the next run there.
+    """
+    from base64 import urlsafe_b64decode
+
+    top = os.path.join(os.fspath(workdir), ".snakemake", "incomplete")
+    base = os.path.realpath(workdir)
+    out: set[str] = set()
+    for dirpath, _, files in os.walk(top):
+        rel = os.path.relpath(dirpath, top)
+        parts = [] if rel == "." else rel.split(os.sep)
+        if not all(p.startswith("@") for p in parts):
+            continue
+        for name in files:
+            if name == "migration_underway":
+                continue
+            try:
+                key = urlsafe_b64decode("".join(p[1:] for p in parts) + name).decode()
+            except (ValueError, UnicodeDecodeError):
+                continue
+            out.add(os.path.realpath(os.path.join(base, key)))
+    return out
+
+
+def _first(pattern: str) -> str | None:
+    found = sorted(glob.glob(pattern))
+    return found[0] if found else None
+
+
+def _finished_after(bench: str | None, log: str) -> bool:
+    """The benchmark record was written after the log: the job that wrote this log succeeded."""
+    return bench is not None and os.path.getmtime(bench) >= os.path.getmtime(log)
+
+
+def _pre_render_state(outdir: str, visit: int, markers: set[str]) -> tuple[str, str] | None:
+    """("failed" | "running", stage) of a visit's catalog/partition/estimate jobs; None: none ran or all ended."""
+    vd = f"{visit:08d}"
+    real = os.path.realpath(outdir)
+    made = {"catalog": os.path.join(real, "catalog", vd) + os.sep,
+            "partition": os.path.join(real, "partitions", vd) + os.sep,
+            "estimate": os.path.join(real, "estimates", f"{vd}.tsv")}
+    for stage in PRE_RENDER_STAGES:
+        if os.path.exists(os.path.join(outdir, "failures", stage, f"{vd}.json")):
+            return "failed", stage
+        if any(m.startswith(made[stage]) or m == made[stage] for m in markers):
+            return "running", stage
+        log = os.path.join(outdir, "logs", stage, f"{vd}.log")
+        bench = os.path.join(outdir, "benchmarks", stage, f"{vd}.tsv")
+        if os.path.exists(log) and not _finished_after(bench if os.path.exists(bench) else None, log):
+            return "failed", stage   # a log, no marker, no newer benchmark: killed or failed
+    return None
+
+
+def bundle_plans(outdir: str | os.PathLike) -> list[tuple[str, str]]:
+    """(bundle-name prefix, path) of every bundle plan under ``outdir``: ``("", bundles/campaign.csv)``
+    and ``("{shard}/", bundles/{shard}/campaign.csv)`` for each shard of a sharded campaign."""
+    top = os.path.join(os.fspath(outdir), "bundles")
+    found = [("", os.path.join(top, "campaign.csv"))] if os.path.exists(os.path.join(top, "campaign.csv")) else []
+    for path in sorted(glob.glob(os.path.join(top, "*", "campaign.csv"))):
+        found.append((os.path.basename(os.path.dirname(path)) + "/", path))
+    return found
+
+
+def _known_visits(outdir: str) -> set[int]:
+    """Visits named by a catalog/partition/estimate log or failure record newer than the bundle plan.
+
+    Files older than the plan belong to visits the plan was made without: an earlier campaign's
+    (the plan is only made once every visit has its estimates). With several plans (shards), the
+    oldest counts.
+    """
+    plans = bundle_plans(outdir)
+    since = min((os.path.getmtime(p) for _, p in plans), default=float("-inf"))
+    found = set()
+    for stage in PRE_RENDER_STAGES:
+        for path in glob.glob(os.path.join(outdir, "logs", stage, "[0-9]" * 8 + ".log")) + \
+                glob.glob(os.path.join(outdir, "failures", stage, "[0-9]" * 8 + ".json")):
+            if os.path.getmtime(path) >= since:
+                found.add(int(os.path.basename(path).split(".")[0]))
+    return found
+
+
+def campaign_status(outdir: str | os.PathLike, workdir: str | os.PathLike | Sequence[str | os.PathLike] = ".") -> dict:
+    """Progress of a campaign from its files: per visit done/failed/running/missing sensors and totals.
+
+    A sensor is
+
+    - *done* when its FITS image exists;
+    - *failed* when its failure record (``failures/render/{visit}_{band}_{det_name}_{det_num}.json``,
+      written by ``dc2flow --failure-record`` on a science error) exists, or when it has a render
+      log but no Snakemake incomplete marker and no benchmark record newer than the log (the job
+      ended without success: an error, or killed for memory, by ``scancel`` or with its node);
+    - *running* when Snakemake's incomplete marker for its image exists in
+      ``{workdir}/.snakemake/incomplete/`` (see :func:`incomplete_outputs`);
+    - *missing* otherwise (not started, or its image deleted after its job succeeded).
+
+    A driver killed mid-job leaves its markers, so its jobs show as running until Snakemake is
+    run again in ``workdir`` (which clears them); a wrong ``workdir`` shows no job as running.
+
+    A visit with no rows in the bundle plan (or no plan yet), named by a log or failure record
+    newer than the plan (older ones are an earlier campaign's), whose catalog, partition or estimate
+    job failed (failure record, or log without marker or newer benchmark) gets ``stage`` =
+    ``"failed before rendering: <stage>"``, and one still at those stages ``"running before
+    rendering: <stage>"``; one whose early jobs all ended well but which is in no plan yet,
+    ``"not in the bundle plan yet"``.  Its sensors count as failed, running or missing: the ones
+    named by its partition files, else as many as the largest planned visit (189 when none is), so
+    the totals and the progress bar do not read 100 % while a visit has not rendered.
+
+    ``job_hours`` sums the render jobs' benchmark wall times (one core each); ``node_hours`` sums,
+    per bundle, the longest member's wall time (members run side by side on one node).
+    """
+    outdir = os.fspath(outdir)
+    expected, bundles, source = expected_sensors(outdir)
+    workdirs = [workdir] if isinstance(workdir, (str, os.PathLike)) else list(workdir)
+    markers = set().union(*(incomplete_outputs(w) for w in workdirs))
+    real_out = os.path.realpath(outdir)
+    planned = {v for v, _ in bundles}
+    all_visits = sorted(set(expected) | _known_visits(outdir))
+    per_visit = max((len(expected[v]) for v in planned), default=0) or max(
+        (len(d) for d in expected.values()), default=0) or N_SCIENCE_SENSORS
+    visits = []
+    job_s = 0.0
+    bundle_s: dict[str, float] = {}
+    for visit in all_visits:
+        vd = f"{visit:08d}"
+        vs = VisitStatus(visit)
+        if visit not in planned and (pre := _pre_render_state(outdir, visit, markers)):
+            state, stage = pre
+            vs.stage = f"{state} before rendering: {stage}"
+            names = expected.get(visit, [])
+            (vs.failed if state == "failed" else vs.running).extend(names)
+            vs.n_unnamed, vs.unnamed_as = (0 if names else per_visit), state
+            visits.append(vs)
+            continue
+        if visit not in expected:   # its early jobs ended well, but it is in no plan (yet)
+            vs.stage, vs.n_unnamed = "not in the bundle plan yet", per_visit
+            visits.append(vs)
+            continue
+        images = {m.group(4): p for p in glob.glob(os.path.join(outdir, vd, "eimage_*.fits"))
+                  if (m := IMAGE_RE.match(os.path.basename(p)))}
+        running = {m.group(4) for p in markers if os.path.dirname(p) == os.path.join(real_out, vd)
+                   and (m := IMAGE_RE.match(os.path.basename(p)))}
+        for det_name in expected.get(visit, []):
+            bench = _first(os.path.join(outdir, "benchmarks", "render", vd, f"*-{det_name}-det*.tsv"))
+            if det_name in images:
+                vs.done.append(det_name)
+                secs = read_benchmark(bench)["runtime_s"] if bench else None
+                if secs is not None:
+                    job_s += secs
+                    b = bundles.get((visit, det_name), f"{visit}-{det_name}")
+                    bundle_s[b] = max(bundle_s.get(b, 0.0), secs)
+                continue
+            log = _first(os.path.join(outdir, "logs", "render", vd, f"*-{det_name}-det*.log"))
+            if _first(os.path.join(outdir, "failures", "render", f"{vd}_*_{det_name}_*.json")):
+                vs.failed.append(det_name)
+            elif det_name in running:
+                vs.running.append(det_name)
+            elif log and not _finished_after(bench, log):
+                vs.failed.append(det_name)
+            else:
+                vs.missing.append(det_name)
+        visits.append(vs)
+    totals = {k: sum(len(getattr(v, k)) for v in visits) for k in ("done", "failed", "running", "missing")}
+    for v in visits:
+        totals[v.unnamed_as] += v.n_unnamed
+    totals["expected"] = sum(v.expected for v in visits)
+    return {"outdir": outdir, "workdir": ",".join(map(os.fspath, workdirs)), "expected_from": source, "generated_utc": utc_now(),
+            "visits": [{"visit": v.visit, "expected": v.expected,
+                        **{k: len(getattr(v, k)) + (v.n_unnamed if v.unnamed_as == k else 0)
+                           for k in ("done", "failed", "running", "missing")},
+                        "failed_sensors": v.failed, "missing_sensors": v.missing, "stage": v.stage} for v in visits],
+            "totals": totals, "job_hours": round(job_s / 3600.0, 6), "node_hours": round(sum(bundle_s.values()) / 3600.0, 6)}
+
+
+def progress_bar(done: int, total: int, width: int = 40) -> str:
+    """``[#########.........]  45/100  45.0%``"""
+    frac = done / total if total else 1.0
+    n = int(round(frac * width))
+    return f"[{'#' * n}{'.' * (width - n)}] {done:>{len(str(total))}}/{total} {100 * frac:5.1f}%"
+
+
+def format_status(status: dict) -> str:
+    """The human-readable campaign status: one line per visit, totals, hours and a progress bar."""
+    lines = [f"{'visit':>8}  {'expected':>8}  {'done':>5}  {'failed':>6}  {'running':>7}  {'missing':>7}  failed sensors or stage"]
+    for v in status["visits"]:
+        lines.append(f"{v['visit']:>8}  {v['expected']:>8}  {v['done']:>5}  {v['failed']:>6}  {v['running']:>7}  "
+                     f"{v['missing']:>7}  {v.get('stage') or ','.join(v['failed_sensors'])}".rstrip())
+    t = status["totals"]
+    lines.append(f"{'total':>8}  {t['expected']:>8}  {t['done']:>5}  {t['failed']:>6}  {t['running']:>7}  {t['missing']:>7}")
+    lines.append(f"render job-hours {status['job_hours']:.3f}, node-hours {status['node_hours']:.3f} "
+                 f"(expected sensors from the {status['expected_from']})")
+    lines.append(progress_bar(t["done"], t["expected"]))
+    return "\n".join(lines)
+
+
+def write_visit_summary(out: str | os.PathLike, rows: list[dict]) -> None:
+    """The per-visit registration target: one line per registered row (TSV), atomically."""
+    from .io import atomic_output
+
+    with atomic_output(out) as tmp, open(tmp, "w") as fh:
+        fh.write("visit\tdet_name\tpath\tsha256\tvalidation_status\n")
+        for r in rows:
+            fh.write(f"{r['visit']}\t{r['det_name']}\t{r['path']}\t{r['sha256']}\t{r['validation_status'] or ''}\n")
