@@ -17,8 +17,8 @@ from conftest import pixel_to_sky, run_stages
 from dc2flow import camera
 from dc2flow.errors import ValidationError
 from dc2flow.synthetic import make_catalog
-from dc2flow.validation import (RECORD_KEYS, STAR_COLUMNS, Thresholds, cutout, mosaic, mosaic_canvas, mosaic_size,
-                                summarize_visit, validate_sensor, validate_visit)
+from dc2flow.mosaic import cutout, mosaic, mosaic_canvas, mosaic_size
+from dc2flow.validation import RECORD_KEYS, STAR_COLUMNS, Thresholds, summarize_visit, validate_sensor, validate_visit
 from dc2flow.errors import RenderError
 
 pytestmark = pytest.mark.slow   # renders two full sensors (~3 s)

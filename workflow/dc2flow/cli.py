@@ -216,7 +216,7 @@ def _cmd_validate_visit(args) -> None:
 
 
 def _cmd_mosaic(args) -> None:
-    from .validation import mosaic
+    from .mosaic import mosaic
 
     defaults = _validation_defaults()
     images = _listed(args.images, args.images_template, args.sensors, "--images-template")
@@ -224,7 +224,7 @@ def _cmd_mosaic(args) -> None:
 
 
 def _cmd_cutout(args) -> None:
-    from .validation import cutout
+    from .mosaic import cutout
 
     defaults = _validation_defaults()
     box = tuple(int(v) for v in args.box.split(",")) if args.box else None

@@ -14,10 +14,11 @@ Non-finite pixels (masked, off-sensor) are drawn black.
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, RenderError
 
 STRETCHES = ("zscale", "linear", "asinh")
 ZSCALE_SAMPLES = 20000           # pixels zscale looks at (evenly spaced): fast, and the same every time
@@ -93,3 +94,19 @@ def encode_png(grey: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(grey)).save(buf, format="PNG", optimize=False)
     return buf.getvalue()
+
+
+def read_image(path: str | os.PathLike):
+    """(float32 pixels in native byte order, header) of a FITS image's primary HDU; RenderError if it
+    cannot be read or is not 2-d."""
+    from astropy.io import fits
+
+    try:
+        with fits.open(path) as hdul:
+            header = hdul[0].header.copy()
+            pixels = np.array(hdul[0].data, dtype=np.float32)   # native byte order, C order: sep needs it
+    except (OSError, TypeError, ValueError) as exc:
+        raise RenderError(str(path), f"cannot read the image ({exc})", "rerun the render_sensor job") from None
+    if pixels.ndim != 2:
+        raise RenderError(str(path), f"not a 2-d image (shape {pixels.shape})", "rerun the render_sensor job")
+    return pixels, header

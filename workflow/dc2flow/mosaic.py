@@ -1,0 +1,198 @@
+"""Quick-look pictures of rendered sensors: the focal-plane mosaic of a visit and one sensor's cutout.
+
+Both go through :mod:`dc2flow.display` (binning, the stretches, PNG encoding), so the mosaic, a
+cutout and the eyeball viewer show the same thing for the same stretch.  Sensors are placed by
+the camera geometry of :mod:`dc2flow.camera`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+
+from . import camera, display
+from .errors import ConfigError, RenderError
+from .io import atomic_output
+
+log = logging.getLogger(__name__)
+
+
+def _fp_extent_mm() -> tuple[float, float, float, float]:
+    xs = [(s.x_mm - s.nx * camera.PIXEL_SIZE_MM / 2, s.x_mm + s.nx * camera.PIXEL_SIZE_MM / 2) for s in camera.SENSORS]
+    ys = [(s.y_mm - s.ny * camera.PIXEL_SIZE_MM / 2, s.y_mm + s.ny * camera.PIXEL_SIZE_MM / 2) for s in camera.SENSORS]
+    return min(a for a, _ in xs), max(b for _, b in xs), min(a for a, _ in ys), max(b for _, b in ys)
+
+
+def mosaic_size(bin_factor: int) -> tuple[int, int]:
+    """(width, height) of a focal-plane mosaic in PNG pixels: ``ceil(extent_mm / (0.01 mm x bin))``.
+
+    The extent is the bounding box of all 189 science sensors (633.5 x 633.5 mm), so a mosaic is
+    3960 x 3960 pixels at bin 16 and 990 x 990 at bin 64, whatever sensors were rendered.
+    """
+    x0, x1, y0, y1 = _fp_extent_mm()
+    step = camera.PIXEL_SIZE_MM * bin_factor
+    return int(math.ceil((x1 - x0) / step)), int(math.ceil((y1 - y0) / step))
+
+
+def focal_plane_to_mosaic(x_mm, y_mm, bin_factor: int):
+    """Focal-plane mm -> (column, row) of a mosaic PNG (row 0 at the top, +y of the focal plane up)."""
+    x0, _, y0, _ = _fp_extent_mm()
+    step = camera.PIXEL_SIZE_MM * bin_factor
+    height = mosaic_size(bin_factor)[1]
+    return (np.asarray(x_mm) - x0) / step, height - (np.asarray(y_mm) - y0) / step
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=max(8, int(size)))
+
+
+def mosaic_canvas(images: Sequence[str | os.PathLike], bin_factor: int) -> tuple[np.ndarray, list, list[str]]:
+    """The mosaic's float pixels before the stretch (row 0 at the *bottom*, as in FITS; NaN where no
+    sensor was given), with the images' headers and det_names; see :func:`mosaic` for the layout.
+    """
+    width, height = mosaic_size(bin_factor)
+    canvas = np.full((height, width), np.nan, dtype=np.float32)   # FITS orientation: row 0 at the bottom
+    x0, _, y0, _ = _fp_extent_mm()
+    step = camera.PIXEL_SIZE_MM * bin_factor
+    headers, placed = [], []
+    for path in images:
+        pixels, header = display.read_image(path)
+        sensor = camera.get_sensor(str(header.get("DET_NAME", "")))
+        if pixels.shape != (sensor.ny, sensor.nx):
+            raise RenderError(str(path), f"image shape {pixels.shape} is not {sensor.det_name}'s "
+                              f"({sensor.ny}, {sensor.nx})", "rerun the render_sensor job")
+        binned = display.bin_image(pixels, bin_factor)
+        c0 = int(round((sensor.x_mm - sensor.nx * camera.PIXEL_SIZE_MM / 2 - x0) / step))
+        r0 = int(round((sensor.y_mm - sensor.ny * camera.PIXEL_SIZE_MM / 2 - y0) / step))
+        h, w = binned.shape
+        h, w = min(h, height - r0), min(w, width - c0)
+        canvas[r0:r0 + h, c0:c0 + w] = binned[:h, :w]
+        headers.append(header)
+        placed.append(sensor.det_name)
+    return canvas, headers, placed
+
+
+def mosaic(images: Sequence[str | os.PathLike], out_png: str | os.PathLike, bin_factor: int = 16,
+           stretch: str = "zscale") -> dict:
+    """A focal-plane mosaic of one visit's eimages: every sensor in its place, one shared stretch.
+
+    Layout: the focal plane seen from the sky side with +x to the right and +y up (as
+    :mod:`dc2flow.camera` defines it); each image is binned by ``bin_factor``
+    (:func:`dc2flow.display.bin_image`) and placed with its lower-left pixel at
+    ``(x_mm - nx * 0.005, y_mm - ny * 0.005)`` (the sensor's centre minus half its size; every
+    sensor's pixel axes are parallel to the focal plane's, so there is no rotation), rounded to a
+    whole mosaic pixel.  Sensors not given are left black.  All 189 sensor outlines (grey) and the
+    21 raft outlines (yellow) are drawn, with slot names (``S11``, lower left) and raft names (``R22``, upper
+    left); the
+    empty top-left corner holds the visit, band, stretch and North/East arrows from the first
+    image's WCS.  Size: :func:`mosaic_size`.
+
+    Parameters:
+        images:      eimages of one visit (any subset of sensors).
+        out_png:     the PNG (RGB, no time stamp: the same inputs give the same bytes).
+        bin_factor:  binning factor. [default: 16]
+        stretch:     one of :data:`dc2flow.display.STRETCHES`, shared by all sensors. [default: zscale]
+
+    Returns:
+        a summary: size, sensors placed, stretch limits.
+
+    Raises:
+        RenderError: an image cannot be read or does not match its ``DET_NAME``.
+        ConfigError: a bad bin factor or stretch.
+    """
+    from PIL import Image, ImageDraw
+
+    if stretch not in display.STRETCHES:
+        raise ConfigError("validation.stretch", stretch, "unknown stretch", list(display.STRETCHES))
+    canvas, headers, placed = mosaic_canvas(images, bin_factor)
+    height, width = canvas.shape
+    limits = display.stretch_limits(canvas, stretch)
+    grey = display.to_grey(canvas, stretch, limits)            # flipped: row 0 at the top
+    img = Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2))
+    draw = ImageDraw.Draw(img)
+    sensor_px = 4096 / bin_factor
+
+    def box(xa, ya, xb, yb):
+        (ca, cb), (ra, rb) = focal_plane_to_mosaic([xa, xb], [ya, yb], bin_factor)
+        return [float(ca), float(rb), float(cb), float(ra)]     # PIL: left, top, right, bottom
+
+    small, large = _font(sensor_px / 9), _font(sensor_px / 5)
+    rafts = {}
+    for s in camera.SENSORS:
+        hx, hy = s.nx * camera.PIXEL_SIZE_MM / 2, s.ny * camera.PIXEL_SIZE_MM / 2
+        draw.rectangle(box(s.x_mm - hx, s.y_mm - hy, s.x_mm + hx, s.y_mm + hy), outline=(110, 110, 110))
+        c, r = focal_plane_to_mosaic(s.x_mm - hx, s.y_mm - hy, bin_factor)     # lower-left corner
+        draw.text((float(c) + sensor_px / 25, float(r) - sensor_px / 25), s.det_name[4:], fill=(80, 200, 255),
+                  font=small, anchor="ld")
+        rafts.setdefault(s.raft, []).append(s)
+    for raft, members in rafts.items():
+        xa = min(s.x_mm - s.nx * camera.PIXEL_SIZE_MM / 2 for s in members)
+        xb = max(s.x_mm + s.nx * camera.PIXEL_SIZE_MM / 2 for s in members)
+        ya = min(s.y_mm - s.ny * camera.PIXEL_SIZE_MM / 2 for s in members)
+        yb = max(s.y_mm + s.ny * camera.PIXEL_SIZE_MM / 2 for s in members)
+        b = box(xa, ya, xb, yb)
+        draw.rectangle(b, outline=(255, 210, 0), width=max(1, int(sensor_px / 100)))
+        draw.text((b[0] + sensor_px / 20, b[1] + sensor_px / 30), raft, fill=(255, 210, 0), font=large)
+    # legend and compass in the empty top-left corner (raft R40's place)
+    margin = sensor_px / 6
+    visit = headers[0].get("OBSID", "?") if headers else "?"
+    band = headers[0].get("FILTER", "?") if headers else "?"
+    draw.multiline_text((margin, margin), f"visit {visit}  band {band}\n{len(placed)} sensors, bin {bin_factor}\n"
+                        f"{stretch} {limits[0]:.0f}..{limits[1]:.0f} e-", fill=(230, 230, 230), font=large)
+    if headers:
+        _compass(draw, headers[0], (margin + 2.2 * sensor_px, margin + 1.6 * sensor_px), sensor_px, large)
+    data = display.encode_png(np.asarray(img))
+    with atomic_output(out_png) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+    summary = {"size": [width, height], "sensors": placed, "limits": list(limits), "bin": bin_factor,
+               "stretch": stretch}
+    log.info("mosaic %s: %s", out_png, summary)
+    return summary
+
+
+def _compass(draw, header, centre, sensor_px: float, font) -> None:
+    """North and East arrows from the header's CD matrix (focal-plane +y is up in the mosaic)."""
+    cd = np.array([[header["CD1_1"], header["CD1_2"]], [header["CD2_1"], header["CD2_2"]]], dtype=float)
+    length = 0.8 * sensor_px
+    for label, world in (("N", (0.0, 1.0)), ("E", (1.0, 0.0))):   # (dRA cos dec, dDec)
+        d = np.linalg.solve(cd, np.array(world))
+        d = d / np.hypot(*d) * length
+        tip = (centre[0] + d[0], centre[1] - d[1])                 # image rows grow downwards
+        draw.line([centre, tip], fill=(0, 255, 120), width=max(1, int(sensor_px / 60)))
+        draw.text((tip[0] + 0.15 * d[0], tip[1] - 0.15 * d[1]), label, fill=(0, 255, 120), font=font, anchor="mm")
+
+
+def cutout(image: str | os.PathLike, out_png: str | os.PathLike, bin_factor: int = 4, stretch: str = "zscale",
+           box: tuple[int, int, int, int] | None = None) -> tuple[int, int]:
+    """A PNG of one sensor (or part of it), binned and stretched like the mosaic, north as in DS9.
+
+    Parameters:
+        image:       an eimage.
+        out_png:     the PNG (grey, no time stamp).
+        bin_factor:  binning factor. [default: 4]
+        stretch:     one of :data:`dc2flow.display.STRETCHES`. [default: zscale]
+        box:         ``(xmin, xmax, ymin, ymax)``, 1-based inclusive pixels; None: the whole image.
+
+    Returns:
+        (width, height) of the PNG.
+    """
+    pixels, _ = display.read_image(image)
+    if box is not None:
+        xmin, xmax, ymin, ymax = box
+        ny, nx = pixels.shape
+        if not (1 <= xmin <= xmax <= nx and 1 <= ymin <= ymax <= ny):
+            raise ConfigError("--box", box, "outside the image", f"1 <= xmin <= xmax <= {nx}, 1 <= ymin <= ymax <= {ny}")
+        pixels = pixels[ymin - 1:ymax, xmin - 1:xmax]
+    grey = display.to_grey(display.bin_image(pixels, bin_factor), stretch)
+    data = display.encode_png(grey)
+    with atomic_output(out_png) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+    return grey.shape[1], grey.shape[0]
+
+
