@@ -281,3 +281,18 @@ def test_only_servable_files_are_listed(client, root, tmp_path):
     assert "1 images under" in page.text
     for _ in range(10):
         assert REL in client.get("/").headers["Location"].replace("%2F", "/")
+
+
+def test_cli_refuses_a_remote_host_unless_allow_remote(root, tmp_path):
+    """The command line's opt-in: without --allow-remote a non-loopback --host is refused with a
+    message naming the flag; with it the check passes and the server tries to bind that address
+    (192.0.2.10 is TEST-NET-1, on no interface here, so the bind itself fails)."""
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "dc2flow.cli", "viewer", str(root), "--db", f"sqlite:///{tmp_path}/r.sqlite",
+            "--host", "192.0.2.10", "--port", "8799"]
+    refused = subprocess.run(base, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "--allow-remote" in refused.stderr, refused.stderr
+    tried = subprocess.run([*base, "--allow-remote"], capture_output=True, text=True, timeout=60)
+    assert "non-loopback" not in tried.stderr and "assign requested address" in tried.stderr, tried.stderr[-2000:]

@@ -3,17 +3,9 @@
 Every verb prints ``dc2flow <verb>: error: <message>`` and exits 1 for a
 :class:`~dc2flow.errors.Dc2flowError`; any other exception is a bug and keeps its traceback.
 
-Science errors are not retried.  Snakemake retries every failed job (``retries`` in the profiles,
-so that an out-of-memory kill comes back with more memory) and has no per-error retry policy.
-With ``--failure-record FILE`` (the rules pass one per job), a verb that fails with a
-:class:`~dc2flow.errors.Dc2flowError` writes the error and a fingerprint of its command line and
-input files to FILE; a retry of the same command on unchanged inputs then stops in well under a
-second with exit status 3 and the recorded message, instead of redoing the work to fail again.
-A job killed from outside (out of memory, ``scancel``, node failure) records nothing and is
-retried in full, and so is an error caused by the file system (an ``OSError`` behind the
-``Dc2flowError``: a missing or unreadable file may be there on the next try); a changed input (a
-fixed catalog, or the included file the error names), ``chmod``, or another dc2flow version
-changes the fingerprint and runs again.
+Science errors are not retried: with ``--failure-record FILE`` (the rules pass one per job) a
+failed verb leaves a record, and the same command on unchanged inputs stops at once with exit
+status 3 (:mod:`dc2flow.failures`).
 """
 
 from __future__ import annotations
@@ -23,6 +15,7 @@ import logging
 import sys
 
 from .errors import Dc2flowError
+from .failures import EXIT_ERROR, EXIT_NOT_RETRIED
 
 log = logging.getLogger("dc2flow")
 
@@ -332,7 +325,8 @@ def _cmd_viewer(args) -> None:
 
     reg = load()["registry"]
     serve(args.outdir, args.db or reg["url"] or default_url(args.outdir), reg["problem_categories"],
-          reg["max_comment_chars"], args.host or reg["viewer_host"], args.port or reg["viewer_port"])
+          reg["max_comment_chars"], args.host or reg["viewer_host"], args.port or reg["viewer_port"],
+          allow_remote=args.allow_remote)
 
 
 def _cmd_campaign_plan(args) -> None:
@@ -686,89 +680,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--db", help="registry URL [default: registry.url, else sqlite:///OUTDIR/registry.sqlite]")
     s.add_argument("--host", help="address to listen on [default: registry.viewer_host]")
     s.add_argument("--port", type=int, help="port [default: registry.viewer_port]")
+    s.add_argument("--allow-remote", action="store_true",
+                   help="listen on a non-loopback --host (anyone who can reach it sees the images, the page's "
+                        "token and can post problems); without it only loopback addresses are accepted")
     s.set_defaults(func=_cmd_viewer)
     return p
 
 
-EXIT_ERROR = 1          # a science error (Dc2flowError)
-EXIT_NOT_RETRIED = 3    # the same command already failed with a science error on these inputs
-
-
-def _recorded_failure(record: str, fingerprint: str) -> dict | None:
-    """The failure recorded in ``record`` for this command and unchanged inputs, if any.
-
-    Besides the command's own arguments, the file the error named (e.g. an ``includeobj`` file
-    with a bad line) must be unchanged: fixing it makes the record stale.
-    """
-    import json
-
-    from .io import file_stamp
-
-    try:
-        with open(record) as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None                     # none, or unreadable: run, and record again if it fails
-    if data.get("fingerprint") != fingerprint:
-        return None
-    if any(file_stamp(path) != stamp for path, stamp in data.get("files", {}).items()):
-        return None
-    return data
-
-
-def _caused_by_os_error(exc: BaseException) -> bool:
-    """Whether an ``OSError`` is behind ``exc`` (its cause or context chain): not a science error."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, OSError):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _record_failure(record: str, verb: str, exc: Dc2flowError, fingerprint: str) -> None:
-    import datetime
-
-    from .io import file_stamp, write_json
-
-    named = getattr(exc, "path", None)
-    write_json(record, {
-        "verb": verb, "error": type(exc).__name__, "message": str(exc), "fingerprint": fingerprint,
-        "files": {str(named): file_stamp(named)} if named else {},
-        "utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
-
-
 def main(argv: list[str] | None = None) -> int:
-    import os
+    from . import failures
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     logging.captureWarnings(True)
-    fingerprint = ""
-    if args.failure_record:
-        from .io import inputs_fingerprint
-
+    record = args.failure_record
+    if record:
         from . import __version__
 
-        fingerprint = inputs_fingerprint([f"dc2flow=={__version__}", *(a for a in argv if a != args.failure_record)])
-        prior = _recorded_failure(args.failure_record, fingerprint)
+        fingerprint = failures.fingerprint(argv, record, __version__)
+        prior = failures.recorded(record, fingerprint)
         if prior:
-            print(f"dc2flow {args.verb}: error: not retried: this command failed with a science error on "
-                  f"these same inputs at {prior['utc']} ({args.failure_record}): {prior['message']} "
-                  f"[fix the input, or delete the record to force a rerun]", file=sys.stderr)
+            print(failures.not_retried_message(args.verb, record, prior), file=sys.stderr)
             return EXIT_NOT_RETRIED
     try:
         status = args.func(args) or 0  # a verb may return an exit status (campaign run)
     except Dc2flowError as exc:
         print(f"dc2flow {args.verb}: error: {exc}", file=sys.stderr)
-        if args.failure_record and not _caused_by_os_error(exc):
-            _record_failure(args.failure_record, args.verb, exc, fingerprint)
+        if record:
+            failures.record_failure(record, args.verb, exc, fingerprint)
         return EXIT_ERROR
-    if args.failure_record and os.path.exists(args.failure_record):
-        os.remove(args.failure_record)  # the inputs changed and it worked: the old failure is history
+    if record:
+        failures.clear(record)
     return status
 
 

@@ -201,7 +201,7 @@ def allowed_hosts(host: str, port: int, allow_remote: bool = False) -> set[str]:
         return {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
     if not allow_remote:
         raise RegistryError("--host", f"resolves to a non-loopback address ({', '.join(map(str, addrs))})", host,
-                            "give 127.0.0.1 and use an ssh tunnel, or opt in with allow_remote")
+                            "give 127.0.0.1 and use an ssh tunnel, or opt in with --allow-remote (allow_remote=True)")
     name = host.strip("[]").lower()
     return {f"[{name}]:{port}" if ":" in name else f"{name}:{port}"}
 
