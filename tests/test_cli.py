@@ -121,3 +121,30 @@ def test_chmod_makes_the_record_stale(tmp_path):
     time.sleep(0.05)                       # file systems with coarse (jiffy) time stamps
     os.chmod(f, 0o600)
     assert file_stamp(f) != before and file_stamp(tmp_path / "nope") == ""
+
+
+def test_options_that_name_a_config_key_default_to_its_value():
+    """An option whose help says "[default: section.key]" and has a default takes it from the config
+    defaults (not a second copy that can drift: --time-limit-s once defaulted to inf, config 86400)."""
+    import argparse
+    import re
+
+    from dc2flow import config
+    from dc2flow.cli import build_parser
+
+    defaults = config.load()
+    checked = []
+
+    def walk(parser, verb):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{verb} {name}".strip())
+            named = re.search(r"\[default: ([a-z_]+)\.([a-z_]+)\]", action.help or "")
+            if named and action.default is not None:
+                section, key = named.groups()
+                assert action.default == defaults[section][key], (verb, action.dest)
+                checked.append((verb, action.dest))
+
+    walk(build_parser(), "")
+    assert ("bundle", "time_limit_s") in checked and ("validate-visit", "jobs") in checked and len(checked) >= 8

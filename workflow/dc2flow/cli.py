@@ -353,7 +353,16 @@ def _cmd_campaign_status(args) -> None:
     print(json.dumps(status_json(campaign, statuses), indent=1) if args.json else format_status(campaign, statuses))
 
 
+def _config_defaults() -> dict:
+    """The config defaults (config/config.yaml, shipped in the package): options that mirror a config
+    key default to its value, so the command line and the workflow agree on every default."""
+    from .config import DEFAULT_CONFIG, read_yaml
+
+    return read_yaml(DEFAULT_CONFIG)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    D = _config_defaults()
     p = argparse.ArgumentParser(prog="dc2flow", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
     p.add_argument("--failure-record", metavar="FILE",
@@ -369,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--visit-json", required=True, help="output: the visit header (JSON)")
     s.add_argument("--objects", required=True, help="output: the object table (Parquet)")
     s.add_argument("--sources", required=True, help="output: files read with their sha256 (JSON)")
-    s.add_argument("--chunk-rows", type=int, default=100_000, help="rows per Parquet row group")
+    s.add_argument("--chunk-rows", type=int, default=D["catalog"]["chunk_rows"],
+                   help="rows per Parquet row group [default: catalog.chunk_rows]")
     s.set_defaults(func=_cmd_parse)
 
     s = sub.add_parser("partition", help="assign a visit's objects to sensors (one Parquet per sensor)",
@@ -438,12 +448,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("jobs", nargs="*", help="IN.csv (or several, e.g. every estimates/{visit}.tsv)")
     s.add_argument("--estimates-dir", help="instead of listing them: the estimates/ folder, with --visits")
     s.add_argument("--visits", default="", help="comma-separated visit numbers (with --estimates-dir)")
-    s.add_argument("--node-memory-gb", type=float, required=True, help="memory of one node (GB)")
-    s.add_argument("--node-cores", type=int, required=True, help="cores of one node: most sensors per bundle")
-    s.add_argument("--visit-overhead-gb", type=float, required=True, help="per-visit memory in a bundle (GB)")
-    s.add_argument("--time-limit-s", type=float, default=float("inf"), help="longest sensor allowed (s)")
-    s.add_argument("--solver", choices=("auto", "highs", "cbc"), default="auto")
-    s.add_argument("--solve-time-limit-s", type=float, default=60.0, help="time budget of the solve (s)")
+    s.add_argument("--node-memory-gb", type=float, default=D["bundle"]["node_memory_gb"],
+                   help="memory of one node (GB) [default: bundle.node_memory_gb]")
+    s.add_argument("--node-cores", type=int, default=D["bundle"]["node_cores"],
+                   help="cores of one node: most sensors per bundle [default: bundle.node_cores]")
+    s.add_argument("--visit-overhead-gb", type=float, default=D["bundle"]["visit_overhead_gb"],
+                   help="per-visit memory in a bundle (GB) [default: bundle.visit_overhead_gb]")
+    s.add_argument("--time-limit-s", type=float, default=D["bundle"]["time_limit_s"],
+                   help="longest sensor allowed (s) [default: bundle.time_limit_s]")
+    s.add_argument("--solver", choices=("auto", "highs", "cbc"), default=D["bundle"]["solver"],
+                   help="[default: bundle.solver]")
+    s.add_argument("--solve-time-limit-s", type=float, default=D["bundle"]["solve_time_limit_s"],
+                   help="time budget of the solve (s) [default: bundle.solve_time_limit_s]")
     s.add_argument("--out", required=True, help="output plan CSV (bundle,visit,sensor)")
     s.add_argument("--summary", help="also write the summary as JSON here")
     s.set_defaults(func=_cmd_bundle)
@@ -513,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True, help="folder of the per-sensor records")
     s.add_argument("--out", required=True, help="output table (TSV)")
     s.add_argument("--plot", help="output figure (PNG)")
-    s.add_argument("--jobs", type=int, default=1, help="sensors validated side by side (processes)")
+    s.add_argument("--jobs", type=int, default=D["validation"]["threads"],
+                   help="sensors validated side by side (processes) [default: validation.threads]")
     s.add_argument("--options", help=VALIDATION_HELP)
     s.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
                    help="fail when a sensor is flagged (default: validation.strict of --options)")
