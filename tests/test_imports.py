@@ -8,7 +8,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "workflow" / "dc2flow"
 CORE = {"errors", "config", "camera", "io", "photometry", "psf", "display"}
 STAGES = ["catalog", "partition", "estimate", "bundle", "render", "validation", "registry"]  # in data-flow order
-TOP = {"campaign": set(STAGES), "synthetic": set(), "mosaic": set(), "failures": set(), "calibrate": {"estimate"}, "viewer": {"registry"},
+TOP = {"campaign": set(STAGES), "synthetic": set(), "mosaic": set(), "failures": set(), "status": {"bundle", "registry"}, "calibrate": {"estimate"}, "viewer": {"registry"},
        "forecast": {"catalog", "partition", "estimate", "bundle", "campaign"},
        "sharding": {"campaign"}, "cli": None}  # None: anything
 

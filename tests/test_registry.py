@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from conftest import REGISTRY_SENSORS, campaign_args, env_with_venv, run_snakemake
 from dc2flow import registry
+from dc2flow import status as files_status
 from dc2flow.errors import RegistryError
 from dc2flow.io import sha256_file
 
@@ -92,7 +93,7 @@ def _copy(out, tmp_path):
 
 
 def test_status_counts_match_the_files(out, tmp_path):
-    status = registry.campaign_status(out)
+    status = files_status.campaign_status(out)
     assert status["totals"] == {"done": 2, "failed": 0, "running": 0, "missing": 0, "expected": 2}
     assert status["expected_from"] == "bundle plan" and status["node_hours"] > 0 and status["job_hours"] > 0
 
@@ -134,14 +135,14 @@ def test_killed_render_is_failed_and_only_a_marked_one_running(out, tmp_path):
     log = next((copy / "logs" / "render" / "00001001").glob("*-R22_S12-*.log"))
     log.unlink()
     log.write_text("INFO rendering\n")                      # killed (memory, scancel, node): no error line
-    status = registry.campaign_status(copy, wd)
+    status = files_status.campaign_status(copy, wd)
     assert status["totals"] == {"done": 1, "failed": 1, "running": 0, "missing": 0, "expected": 2}
     assert status["visits"][0]["failed_sensors"] == ["R22_S12"]
 
     _mark_incomplete(wd, os.path.relpath(image, wd))          # Snakemake runs it (again)
-    status = registry.campaign_status(copy, wd)
+    status = files_status.campaign_status(copy, wd)
     assert status["totals"] == {"done": 1, "failed": 0, "running": 1, "missing": 0, "expected": 2}
-    assert registry.campaign_status(copy, tmp_path)["totals"]["running"] == 0   # another workdir: no markers
+    assert files_status.campaign_status(copy, tmp_path)["totals"]["running"] == 0   # another workdir: no markers
     proc = subprocess.run([sys.executable, "-m", "dc2flow.cli", "status", "out", "--json"], cwd=wd,
                           capture_output=True, text=True, env=env_with_venv(), timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -151,16 +152,16 @@ def test_killed_render_is_failed_and_only_a_marked_one_running(out, tmp_path):
     failures = copy / "failures" / "render"
     failures.mkdir(parents=True)
     (failures / f"{m[1]}_{m[3]}_{m[4]}_{m[5]}.json").write_text("{}")
-    assert registry.campaign_status(copy, wd)["totals"]["failed"] == 1
+    assert files_status.campaign_status(copy, wd)["totals"]["failed"] == 1
 
 
 def test_incomplete_markers_decode_long_and_absolute_paths(tmp_path):
     long = str(tmp_path / "out" / ("d" * 200) / ("e" * 200) / "eimage_00001001-0-r-R22_S11-det094.fits")
     _mark_incomplete(tmp_path, long)
     _mark_incomplete(tmp_path, "out/00001001/eimage_00001001-0-r-R22_S12-det095.fits")
-    assert registry.incomplete_outputs(tmp_path) == {
+    assert files_status.incomplete_outputs(tmp_path) == {
         os.path.realpath(long), os.path.realpath(tmp_path / "out/00001001/eimage_00001001-0-r-R22_S12-det095.fits")}
-    assert registry.incomplete_outputs(tmp_path / "none") == set()
+    assert files_status.incomplete_outputs(tmp_path / "none") == set()
 
 
 def test_visit_failed_before_rendering_has_a_row(out, tmp_path):
@@ -169,17 +170,17 @@ def test_visit_failed_before_rendering_has_a_row(out, tmp_path):
     (copy / "failures" / "catalog" / "00002002.json").write_text("{}")
     (copy / "logs" / "catalog" / "00002002.log").write_text("dc2flow parse: error: bad line\n")
     (copy / "logs" / "partition" / "00003003.log").write_text("INFO partitioning\n")   # killed, no record
-    status = registry.campaign_status(copy, tmp_path)
+    status = files_status.campaign_status(copy, tmp_path)
     rows_ = {v["visit"]: v for v in status["visits"]}
     assert rows_[2002]["stage"] == "failed before rendering: catalog" and rows_[2002]["failed"] == 2
     assert rows_[3003]["stage"] == "failed before rendering: partition" and rows_[3003]["expected"] == 2
     assert rows_[1001]["stage"] == "" and rows_[1001]["done"] == 2
     assert status["totals"] == {"done": 2, "failed": 4, "running": 0, "missing": 0, "expected": 6}
-    text = registry.format_status(status)
+    text = files_status.format_status(status)
     assert "failed before rendering: catalog" in text and "2/6" in text and "100.0%" not in text
     old = (copy / "bundles" / "campaign.csv").stat().st_mtime - 60    # an earlier campaign's visit: ignored
     os.utime(copy / "logs" / "partition" / "00003003.log", (old, old))
-    assert [v["visit"] for v in registry.campaign_status(copy, tmp_path)["visits"]] == [1001, 2002]
+    assert [v["visit"] for v in files_status.campaign_status(copy, tmp_path)["visits"]] == [1001, 2002]
 
 
 def test_status_watch_stops_when_the_campaign_is_finished(out):
@@ -271,16 +272,16 @@ def test_status_reads_every_shard_plan_and_workdir(tmp_path):
     for shard, visit in (("shard-0000", 7), ("shard-0001", 8)):
         (out / "bundles" / shard).mkdir(parents=True)
         (out / "bundles" / shard / "campaign.csv").write_text(f"bundle,visit,sensor\nb0000,{visit},R22_S11\n")
-    expected, bundles, source = registry.expected_sensors(str(out))
+    expected, bundles, source = files_status.expected_sensors(str(out))
     assert expected == {7: ["R22_S11"], 8: ["R22_S11"]} and source == "2 bundle plans"
     assert bundles == {(7, "R22_S11"): "shard-0000/b0000", (8, "R22_S11"): "shard-0001/b0000"}
-    status = registry.campaign_status(str(out), [tmp_path / "w1", tmp_path / "w2"])
+    status = files_status.campaign_status(str(out), [tmp_path / "w1", tmp_path / "w2"])
     assert status["workdir"] == f"{tmp_path / 'w1'},{tmp_path / 'w2'}"
 
 
 def test_progress_bar():
-    assert registry.progress_bar(1, 4, width=8) == "[##......] 1/4  25.0%"
-    assert registry.progress_bar(0, 0, width=4) == "[####] 0/0 100.0%"
+    assert files_status.progress_bar(1, 4, width=8) == "[##......] 1/4  25.0%"
+    assert files_status.progress_bar(0, 0, width=4) == "[####] 0/0 100.0%"
 
 
 # --- the same code on a real PostgreSQL (Debian's postgresql package, a throwaway cluster) ----------

@@ -292,7 +292,7 @@ def _cmd_status(args) -> None:
     import json
     import time
 
-    from .registry import campaign_status, format_status
+    from .status import campaign_status, format_status
 
     while True:
         status = campaign_status(args.outdir, args.workdir)

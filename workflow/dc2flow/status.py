@@ -1,0 +1,268 @@
+"""Campaign progress from the files a run leaves, without the database: per visit, which sensors
+are done, failed, running or missing (``dc2flow status``).
+
+Expected sensors come from the bundle plans (else the partitions, else the images); a sensor is
+*done* when its image is there, *failed* when a failure record or a render log says so, *running*
+while Snakemake's ``.snakemake/incomplete`` markers name its image, and *missing* otherwise.  A
+visit not in any plan yet shows the pre-render stage it failed at (catalog, partition, estimate).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .camera import N_SCIENCE_SENSORS
+from .io import read_benchmark
+from .registry import IMAGE_RE, utc_now
+
+PRE_RENDER_STAGES = ("catalog", "partition", "estimate")
+
+
+@dataclass
+class VisitStatus:
+    visit: int
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    stage: str = ""          # e.g. "failed before rendering: catalog"; "" once the visit is in the plan
+    n_unnamed: int = 0       # sensors counted for a visit with no plan rows yet, whose names are unknown
+    unnamed_as: str = "missing"  # ... as "failed", "running" or "missing"
+
+    @property
+    def expected(self) -> int:
+        return len(self.done) + len(self.failed) + len(self.running) + len(self.missing) + self.n_unnamed
+
+
+def expected_sensors(outdir: str | os.PathLike) -> tuple[dict[int, list[str]], dict[tuple[int, str], str], str]:
+    """visit -> det_names expected, (visit, det_name) -> bundle, and where the list came from.
+
+    From the bundle plans (``bundles/campaign.csv``, and ``bundles/{shard}/campaign.csv`` of a
+    sharded campaign, whose bundles are named ``{shard}/{bundle}``) when one exists, else from the
+    partition files (``partitions/{visit}/{det_name}.parquet``), else from the images present.
+    """
+    from .bundle import read_plan
+
+    out: dict[int, list[str]] = {}
+    bundles: dict[tuple[int, str], str] = {}
+    plans = bundle_plans(outdir)
+    if plans:
+        for prefix, plan in plans:
+            for bundle, visit, det_name in read_plan(plan):
+                out.setdefault(visit, []).append(det_name)
+                bundles[(visit, det_name)] = prefix + bundle
+        return out, bundles, "bundle plan" if len(plans) == 1 else f"{len(plans)} bundle plans"
+    parts = sorted(glob.glob(os.path.join(outdir, "partitions", "[0-9]" * 8, "R??_S??.parquet")))
+    source = "partitions"
+    if not parts:
+        parts = sorted(glob.glob(os.path.join(outdir, "[0-9]" * 8, "eimage_*.fits")))
+        source = "images"
+    for path in parts:
+        name = os.path.basename(path)
+        m = IMAGE_RE.match(name)
+        visit = int(m.group(1)) if m else int(os.path.basename(os.path.dirname(path)))
+        out.setdefault(visit, []).append(m.group(4) if m else name[:7])
+    return out, bundles, source
+
+
+def incomplete_outputs(workdir: str | os.PathLike) -> set[str]:
+    """The outputs Snakemake marks as being made, from ``{workdir}/.snakemake/incomplete/``, as real paths.
+
+    Snakemake (9.x, ``snakemake/persistence/file.py``) writes one marker per output of a job it
+    starts and removes it when the job fails or finishes.  The marker's name is the output path as
+    the Snakefile wrote it (relative to the working directory, or absolute), urlsafe-base64 encoded;
+    a name longer than the file system allows is split into folders, every part but the last
+    starting with ``@``.  A driver killed mid-job leaves its markers until the next run there.
+    """
+    from base64 import urlsafe_b64decode
+
+    top = os.path.join(os.fspath(workdir), ".snakemake", "incomplete")
+    base = os.path.realpath(workdir)
+    out: set[str] = set()
+    for dirpath, _, files in os.walk(top):
+        rel = os.path.relpath(dirpath, top)
+        parts = [] if rel == "." else rel.split(os.sep)
+        if not all(p.startswith("@") for p in parts):
+            continue
+        for name in files:
+            if name == "migration_underway":
+                continue
+            try:
+                key = urlsafe_b64decode("".join(p[1:] for p in parts) + name).decode()
+            except (ValueError, UnicodeDecodeError):
+                continue
+            out.add(os.path.realpath(os.path.join(base, key)))
+    return out
+
+
+def _first(pattern: str) -> str | None:
+    found = sorted(glob.glob(pattern))
+    return found[0] if found else None
+
+
+def _finished_after(bench: str | None, log: str) -> bool:
+    """The benchmark record was written after the log: the job that wrote this log succeeded."""
+    return bench is not None and os.path.getmtime(bench) >= os.path.getmtime(log)
+
+
+def _pre_render_state(outdir: str, visit: int, markers: set[str]) -> tuple[str, str] | None:
+    """("failed" | "running", stage) of a visit's catalog/partition/estimate jobs; None: none ran or all ended."""
+    vd = f"{visit:08d}"
+    real = os.path.realpath(outdir)
+    made = {"catalog": os.path.join(real, "catalog", vd) + os.sep,
+            "partition": os.path.join(real, "partitions", vd) + os.sep,
+            "estimate": os.path.join(real, "estimates", f"{vd}.tsv")}
+    for stage in PRE_RENDER_STAGES:
+        if os.path.exists(os.path.join(outdir, "failures", stage, f"{vd}.json")):
+            return "failed", stage
+        if any(m.startswith(made[stage]) or m == made[stage] for m in markers):
+            return "running", stage
+        log = os.path.join(outdir, "logs", stage, f"{vd}.log")
+        bench = os.path.join(outdir, "benchmarks", stage, f"{vd}.tsv")
+        if os.path.exists(log) and not _finished_after(bench if os.path.exists(bench) else None, log):
+            return "failed", stage   # a log, no marker, no newer benchmark: killed or failed
+    return None
+
+
+def bundle_plans(outdir: str | os.PathLike) -> list[tuple[str, str]]:
+    """(bundle-name prefix, path) of every bundle plan under ``outdir``: ``("", bundles/campaign.csv)``
+    and ``("{shard}/", bundles/{shard}/campaign.csv)`` for each shard of a sharded campaign."""
+    top = os.path.join(os.fspath(outdir), "bundles")
+    found = [("", os.path.join(top, "campaign.csv"))] if os.path.exists(os.path.join(top, "campaign.csv")) else []
+    for path in sorted(glob.glob(os.path.join(top, "*", "campaign.csv"))):
+        found.append((os.path.basename(os.path.dirname(path)) + "/", path))
+    return found
+
+
+def _known_visits(outdir: str) -> set[int]:
+    """Visits named by a catalog/partition/estimate log or failure record newer than the bundle plan.
+
+    Files older than the plan belong to visits the plan was made without: an earlier campaign's
+    (the plan is only made once every visit has its estimates). With several plans (shards), the
+    oldest counts.
+    """
+    plans = bundle_plans(outdir)
+    since = min((os.path.getmtime(p) for _, p in plans), default=float("-inf"))
+    found = set()
+    for stage in PRE_RENDER_STAGES:
+        for path in glob.glob(os.path.join(outdir, "logs", stage, "[0-9]" * 8 + ".log")) + \
+                glob.glob(os.path.join(outdir, "failures", stage, "[0-9]" * 8 + ".json")):
+            if os.path.getmtime(path) >= since:
+                found.add(int(os.path.basename(path).split(".")[0]))
+    return found
+
+
+def campaign_status(outdir: str | os.PathLike, workdir: str | os.PathLike | Sequence[str | os.PathLike] = ".") -> dict:
+    """Progress of a campaign from its files: per visit done/failed/running/missing sensors and totals.
+
+    A sensor is
+
+    - *done* when its FITS image exists;
+    - *failed* when its failure record (``failures/render/{visit}_{band}_{det_name}_{det_num}.json``,
+      written by ``dc2flow --failure-record`` on a science error) exists, or when it has a render
+      log but no Snakemake incomplete marker and no benchmark record newer than the log (the job
+      ended without success: an error, or killed for memory, by ``scancel`` or with its node);
+    - *running* when Snakemake's incomplete marker for its image exists in
+      ``{workdir}/.snakemake/incomplete/`` (see :func:`incomplete_outputs`);
+    - *missing* otherwise (not started, or its image deleted after its job succeeded).
+
+    A driver killed mid-job leaves its markers, so its jobs show as running until Snakemake is
+    run again in ``workdir`` (which clears them); a wrong ``workdir`` shows no job as running.
+
+    A visit with no rows in the bundle plan (or no plan yet), named by a log or failure record
+    newer than the plan (older ones are an earlier campaign's), whose catalog, partition or estimate
+    job failed (failure record, or log without marker or newer benchmark) gets ``stage`` =
+    ``"failed before rendering: <stage>"``, and one still at those stages ``"running before
+    rendering: <stage>"``; one whose early jobs all ended well but which is in no plan yet,
+    ``"not in the bundle plan yet"``.  Its sensors count as failed, running or missing: the ones
+    named by its partition files, else as many as the largest planned visit (189 when none is), so
+    the totals and the progress bar do not read 100 % while a visit has not rendered.
+
+    ``job_hours`` sums the render jobs' benchmark wall times (one core each); ``node_hours`` sums,
+    per bundle, the longest member's wall time (members run side by side on one node).
+    """
+    outdir = os.fspath(outdir)
+    expected, bundles, source = expected_sensors(outdir)
+    workdirs = [workdir] if isinstance(workdir, (str, os.PathLike)) else list(workdir)
+    markers = set().union(*(incomplete_outputs(w) for w in workdirs))
+    real_out = os.path.realpath(outdir)
+    planned = {v for v, _ in bundles}
+    all_visits = sorted(set(expected) | _known_visits(outdir))
+    per_visit = max((len(expected[v]) for v in planned), default=0) or max(
+        (len(d) for d in expected.values()), default=0) or N_SCIENCE_SENSORS
+    visits = []
+    job_s = 0.0
+    bundle_s: dict[str, float] = {}
+    for visit in all_visits:
+        vd = f"{visit:08d}"
+        vs = VisitStatus(visit)
+        if visit not in planned and (pre := _pre_render_state(outdir, visit, markers)):
+            state, stage = pre
+            vs.stage = f"{state} before rendering: {stage}"
+            names = expected.get(visit, [])
+            (vs.failed if state == "failed" else vs.running).extend(names)
+            vs.n_unnamed, vs.unnamed_as = (0 if names else per_visit), state
+            visits.append(vs)
+            continue
+        if visit not in expected:   # its early jobs ended well, but it is in no plan (yet)
+            vs.stage, vs.n_unnamed = "not in the bundle plan yet", per_visit
+            visits.append(vs)
+            continue
+        images = {m.group(4): p for p in glob.glob(os.path.join(outdir, vd, "eimage_*.fits"))
+                  if (m := IMAGE_RE.match(os.path.basename(p)))}
+        running = {m.group(4) for p in markers if os.path.dirname(p) == os.path.join(real_out, vd)
+                   and (m := IMAGE_RE.match(os.path.basename(p)))}
+        for det_name in expected.get(visit, []):
+            bench = _first(os.path.join(outdir, "benchmarks", "render", vd, f"*-{det_name}-det*.tsv"))
+            if det_name in images:
+                vs.done.append(det_name)
+                secs = read_benchmark(bench)["runtime_s"] if bench else None
+                if secs is not None:
+                    job_s += secs
+                    b = bundles.get((visit, det_name), f"{visit}-{det_name}")
+                    bundle_s[b] = max(bundle_s.get(b, 0.0), secs)
+                continue
+            log = _first(os.path.join(outdir, "logs", "render", vd, f"*-{det_name}-det*.log"))
+            if _first(os.path.join(outdir, "failures", "render", f"{vd}_*_{det_name}_*.json")):
+                vs.failed.append(det_name)
+            elif det_name in running:
+                vs.running.append(det_name)
+            elif log and not _finished_after(bench, log):
+                vs.failed.append(det_name)
+            else:
+                vs.missing.append(det_name)
+        visits.append(vs)
+    totals = {k: sum(len(getattr(v, k)) for v in visits) for k in ("done", "failed", "running", "missing")}
+    for v in visits:
+        totals[v.unnamed_as] += v.n_unnamed
+    totals["expected"] = sum(v.expected for v in visits)
+    return {"outdir": outdir, "workdir": ",".join(map(os.fspath, workdirs)), "expected_from": source, "generated_utc": utc_now(),
+            "visits": [{"visit": v.visit, "expected": v.expected,
+                        **{k: len(getattr(v, k)) + (v.n_unnamed if v.unnamed_as == k else 0)
+                           for k in ("done", "failed", "running", "missing")},
+                        "failed_sensors": v.failed, "missing_sensors": v.missing, "stage": v.stage} for v in visits],
+            "totals": totals, "job_hours": round(job_s / 3600.0, 6), "node_hours": round(sum(bundle_s.values()) / 3600.0, 6)}
+
+
+def progress_bar(done: int, total: int, width: int = 40) -> str:
+    """``[#########.........]  45/100  45.0%``"""
+    frac = done / total if total else 1.0
+    n = int(round(frac * width))
+    return f"[{'#' * n}{'.' * (width - n)}] {done:>{len(str(total))}}/{total} {100 * frac:5.1f}%"
+
+
+def format_status(status: dict) -> str:
+    """The human-readable campaign status: one line per visit, totals, hours and a progress bar."""
+    lines = [f"{'visit':>8}  {'expected':>8}  {'done':>5}  {'failed':>6}  {'running':>7}  {'missing':>7}  failed sensors or stage"]
+    for v in status["visits"]:
+        lines.append(f"{v['visit']:>8}  {v['expected']:>8}  {v['done']:>5}  {v['failed']:>6}  {v['running']:>7}  "
+                     f"{v['missing']:>7}  {v.get('stage') or ','.join(v['failed_sensors'])}".rstrip())
+    t = status["totals"]
+    lines.append(f"{'total':>8}  {t['expected']:>8}  {t['done']:>5}  {t['failed']:>6}  {t['running']:>7}  {t['missing']:>7}")
+    lines.append(f"render job-hours {status['job_hours']:.3f}, node-hours {status['node_hours']:.3f} "
+                 f"(expected sensors from the {status['expected_from']})")
+    lines.append(progress_bar(t["done"], t["expected"]))
+    return "\n".join(lines)
