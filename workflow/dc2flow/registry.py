@@ -250,7 +250,7 @@ def bundle_from_plan(plan: str | os.PathLike, image: str | os.PathLike) -> str |
     if not m or not os.path.exists(plan):
         return None
     key = (int(m.group(1)), m.group(4))
-    return next((b for b, v, d in read_plan(plan) if (v, d) == key), None)
+    return next((r.bundle for r in read_plan(plan) if (r.visit, r.det_name) == key), None)
 
 
 def _catsha_index(key: str) -> int:
@@ -459,9 +459,9 @@ def expected_sensors(outdir: str | os.PathLike) -> tuple[dict[int, list[str]], d
     plans = bundle_plans(outdir)
     if plans:
         for prefix, plan in plans:
-            for bundle, visit, det_name in read_plan(plan):
-                out.setdefault(visit, []).append(det_name)
-                bundles[(visit, det_name)] = prefix + bundle
+            for row in read_plan(plan):
+                out.setdefault(row.visit, []).append(row.det_name)
+                bundles[(row.visit, row.det_name)] = prefix + row.bundle
         return out, bundles, "bundle plan" if len(plans) == 1 else f"{len(plans)} bundle plans"
     parts = sorted(glob.glob(os.path.join(outdir, "partitions", "[0-9]" * 8, "R??_S??.parquet")))
     source = "partitions"
