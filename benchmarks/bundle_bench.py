@@ -20,7 +20,7 @@ Synthetic by default (:func:`synthetic_jobs`, seeded): each visit has a density 
 (lognormal, sigma 0.5: sparse and dense fields), a typical sensor needs 0.3-2 GB, and a few
 sensors per visit (Poisson, mean 3) hold bright stars and need 2-8 GB more; runtimes grow with
 memory (~300 s + 900 s/GB, lognormal scatter).  ``--jobs FILE`` reads a jobs CSV instead
-(columns ``visit,sensor,mem_gb[,runtime_s]``, e.g. made from the estimates tables); its visits
+(columns ``visit,det_name,mem_gb[,runtime_s]``, e.g. made from the estimates tables); its visits
 are then taken as the sizes' first 1, 20 and 100 visits.
 
 Usage::

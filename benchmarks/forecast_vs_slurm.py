@@ -169,7 +169,7 @@ def measure(work: Path, sensors: str, model: str | None) -> int:
     from dc2flow.estimate import read_estimates
 
     members = bundle_members(str(out / "bundles" / "campaign.csv"))
-    estimates = {(r["visit"], r["sensor"]): r for p in (out / "estimates").glob("*.tsv") for r in read_estimates(p)}
+    estimates = {(r["visit"], r["det_name"]): r for p in (out / "estimates").glob("*.tsv") for r in read_estimates(p)}
     render_s, render_cpu = {}, {}
     for p in (out / "benchmarks" / "render").glob("*/*.tsv"):
         m = re.search(r"(\d{8})/[a-z]-(R\d\d_S\d\d)-det", str(p))

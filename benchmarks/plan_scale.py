@@ -125,7 +125,7 @@ def make_planned(outdir: Path, n: int, node: list[str]) -> None:
         rows = []
         for det in camera.DET_NAMES:
             mem = float(np.clip(0.25 + 0.6 * density * rng.lognormal(0.0, 0.35), 0.55, 4.0))
-            rows.append({"visit": v, "sensor": det, "mem_gb": round(mem, 4),
+            rows.append({"visit": v, "det_name": det, "mem_gb": round(mem, 4),
                          "runtime_s": round(300.0 + 900.0 * mem * rng.lognormal(0.0, 0.3), 1),
                          **{f: 0.0 for f in FEATURES}})
         path = outdir / "estimates" / f"{vd}.tsv"

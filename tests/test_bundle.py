@@ -9,10 +9,12 @@ import random
 
 import pytest
 
+from dc2flow.camera import DET_NAMES
+
 from dc2flow.bundle import (PLAN_COLUMNS, Job, Node, Plan, check_plan, dc2_flat_bundles, first_fit_decreasing,
                             format_summary, lower_bound, node_seconds_bound, plan_bundles, read_jobs, read_plan,
                             run_cli, solve_milp, strong_lower_bound, visit_first_fit, write_plan)
-from dc2flow.errors import BundlingError, ConfigError
+from dc2flow.errors import BundlingError, ConfigError, EstimateError
 
 TOL_GB = 1e-6
 
@@ -66,7 +68,7 @@ def random_jobs(seed: int, n_visits: int, per_visit: tuple[int, int] = (5, 15), 
         density = rng.lognormvariate(0.0, 0.5)
         for d in range(rng.randint(*per_visit)):
             mem = min(6.0, round(0.3 + density * rng.uniform(0.2, 1.8) + (rng.random() < 0.1) * rng.uniform(1, 4), 3))
-            jobs.append(Job(2000 + v, f"R{d // 9:02d}_S{d % 9:02d}", mem,
+            jobs.append(Job(2000 + v, DET_NAMES[d], mem,
                             round(rng.uniform(100, 3000), 1) if runtime else 0.0))
     return jobs
 
@@ -224,7 +226,8 @@ def test_plan_is_canonical():
     b = Plan(((OVERHEAD_JOBS[0], OVERHEAD_JOBS[1]), (OVERHEAD_JOBS[2], OVERHEAD_JOBS[3], OVERHEAD_JOBS[4])), node)
     assert a == b
     assert a.names == ("b0000", "b0001")
-    assert a.rows()[0] == ("b0000", 1000, "R22_S00")
+    first = a.rows()[0]
+    assert (first.bundle, first.visit, first.det_name) == ("b0000", 1000, "R22_S00")
     assert a.bundle_cores(1) == 3 and a.bundle_runtime_s(1) == 300.0
 
 
@@ -307,7 +310,7 @@ def test_empty_input_gives_empty_plan(tmp_path):
     assert first_fit_decreasing([], node).bundles == ()
     assert solve_milp([], node).bundles == ()
     write_plan(tmp_path / "plan.csv", plan)
-    assert (tmp_path / "plan.csv").read_text() == "bundle,visit,sensor\n"
+    assert (tmp_path / "plan.csv").read_text() == ",".join(PLAN_COLUMNS) + "\n"
     assert "0 sensors" in format_summary(summary)
 
 
@@ -341,46 +344,52 @@ def _write(path, text):
 
 
 def test_read_jobs_csv_and_tsv(tmp_path):
-    jobs = read_jobs(_write(tmp_path / "jobs.csv", "visit,sensor,mem_gb,runtime_s\n1001,R22_S11,1.5,60\n\n"
+    jobs = read_jobs(_write(tmp_path / "jobs.csv", "visit,det_name,mem_gb,runtime_s\n1001,R22_S11,1.5,60\n\n"
                                                     "1001,R22_S12,2,\n"))
     assert jobs == [Job(1001, "R22_S11", 1.5, 60.0), Job(1001, "R22_S12", 2.0, 0.0)]
     jobs = read_jobs(_write(tmp_path / "jobs2.csv", "det_name,visit,mem_gb\nR01_S00,7,0.5\n"))
     assert jobs == [Job(7, "R01_S00", 0.5)]
-    jobs = read_jobs(_write(tmp_path / "1001.tsv", "visit\tsensor\tmem_gb\truntime_s\tn_objects\n"
+    jobs = read_jobs(_write(tmp_path / "1001.tsv", "visit\tdet_name\tmem_gb\truntime_s\tn_objects\n"
                                                    "1001\tR22_S11\t1.25\t30\t4.2\n"))
     assert jobs == [Job(1001, "R22_S11", 1.25, 30.0)]
 
 
 def test_read_jobs_missing_column(tmp_path):
-    path = _write(tmp_path / "jobs.csv", "visit,sensor\n1001,R22_S11\n")
-    with pytest.raises(BundlingError) as info:
+    path = _write(tmp_path / "jobs.csv", "visit,det_name\n1001,R22_S11\n")
+    with pytest.raises(EstimateError) as info:
         read_jobs(path)
     message = str(info.value)
-    assert f"{path}:1:" in message and "missing column 'mem_gb'" in message and "add it" in message
+    assert f"{path}:1:" in message and "missing column 'mem_gb'" in message and "dc2flow estimate" in message
+    old = _write(tmp_path / "old.csv", "visit,sensor,mem_gb\n1001,R22_S11,1\n")   # the old name of det_name
+    with pytest.raises(EstimateError, match=r"old.csv:1: missing column 'det_name' \('sensor' is its old name"):
+        read_jobs(old)
 
 
 @pytest.mark.parametrize("row,column", [("1001,R22_S11,abc", "mem_gb"), ("10x1,R22_S11,1.0", "visit"),
-                                        ("1001,R22_S11,1.0,slow", "runtime_s")])
+                                        ("1001,R22_S11,1.0,slow", "runtime_s"), ("1001,R22_S11,nan", "mem_gb"),
+                                        ("1001,R22_S11,-1", "mem_gb"), ("1001,R22_S11,", "mem_gb")])
 def test_read_jobs_bad_number(tmp_path, row, column):
-    path = _write(tmp_path / "jobs.csv", "visit,sensor,mem_gb,runtime_s\n1001,R22_S10,1.0,5\n" + row + "\n")
-    with pytest.raises(BundlingError) as info:
+    path = _write(tmp_path / "jobs.csv", "visit,det_name,mem_gb,runtime_s\n1001,R22_S10,1.0,5\n" + row + "\n")
+    with pytest.raises(EstimateError) as info:
         read_jobs(path)
     message = str(info.value)
     assert f"{path}:3:" in message and f"column '{column}'" in message and "fix or delete the line" in message
 
 
-def test_read_jobs_short_row_and_missing_file(tmp_path):
-    path = _write(tmp_path / "jobs.csv", "visit,sensor,mem_gb\n1001,R22_S11\n")
-    with pytest.raises(BundlingError, match=":2: column 'mem_gb' is empty"):
+def test_read_jobs_short_row_bad_sensor_and_missing_file(tmp_path):
+    path = _write(tmp_path / "jobs.csv", "visit,det_name,mem_gb\n1001,R22_S11\n")
+    with pytest.raises(EstimateError, match=r":2: column 'mem_gb' is not a finite number >= 0 \(''\)"):
         read_jobs(path)
-    with pytest.raises(BundlingError, match="cannot read"):
+    path = _write(tmp_path / "jobs.csv", "visit,det_name,mem_gb\n1001,R00_S11,1\n")
+    with pytest.raises(EstimateError, match=r":2: column 'det_name' is not an LSSTCam science sensor \('R00_S11'\)"):
+        read_jobs(path)
+    with pytest.raises(EstimateError, match="cannot read"):
         read_jobs(tmp_path / "nope.csv")
 
 
-def test_nan_in_csv_names_visit_and_sensor(tmp_path):
-    path = _write(tmp_path / "jobs.csv", "visit,sensor,mem_gb\n1001,R22_S11,nan\n")
+def test_nan_job_names_visit_and_sensor():
     with pytest.raises(BundlingError, match="visit 1001 R22_S11: mem_gb is nan"):
-        plan_bundles(read_jobs(path), Node(16.0, 4, 1.0))
+        plan_bundles([Job(1001, "R22_S11", math.nan)], Node(16.0, 4, 1.0))
 
 
 def test_write_plan_round_trip(tmp_path):
@@ -391,8 +400,14 @@ def test_write_plan_round_trip(tmp_path):
     write_plan(path, plan)
     with open(path, newline="") as fh:
         header = next(csv.reader(fh))
-    assert tuple(header) == PLAN_COLUMNS == ("bundle", "visit", "sensor")
-    assert read_plan(path) == plan.rows()
+    assert tuple(header) == PLAN_COLUMNS == ("bundle", "visit", "det_name", "mem_mb", "runtime_min", "bundle_mem_mb")
+    rows = read_plan(path)
+    assert rows == plan.rows() and len(rows) == len(jobs)
+    for i in range(plan.n_bundles):   # each bundle's requests add up to its planned memory (rounded down per row)
+        members = [r for r in rows if r.bundle == f"b{i:04d}"]
+        assert {r.bundle_mem_mb for r in members} == {sum(r.mem_mb for r in members)}
+        assert plan.bundle_memory_gb(i) * 1024 - len(members) < members[0].bundle_mem_mb <= plan.bundle_memory_gb(i) * 1024
+        assert [r.runtime_min for r in members] == [max(1, math.ceil(j.runtime_s / 60)) for j in plan.bundles[i]]
     assert [p.name for p in path.parent.iterdir()] == ["plan.csv"]  # no temporary left behind
 
 
@@ -400,13 +415,13 @@ def test_run_cli(tmp_path):
     jobs = random_jobs(31, 3)
     src = tmp_path / "jobs.csv"
     with open(src, "w") as fh:
-        fh.write("visit,sensor,mem_gb,runtime_s\n")
+        fh.write("visit,det_name,mem_gb,runtime_s\n")
         for j in jobs:
             fh.write(f"{j.visit},{j.det_name},{j.mem_gb},{j.runtime_s}\n")
     node = Node(20.0, 6, 2.0)
     summary = run_cli(src, tmp_path / "plan.csv", node, "auto", 5.0, summary_json=tmp_path / "plan.json")
     rows = read_plan(tmp_path / "plan.csv")
-    assert len(rows) == len(jobs) and len({r[0] for r in rows}) == summary.n_bundles
+    assert len(rows) == len(jobs) and len({r.bundle for r in rows}) == summary.n_bundles
     record = json.loads((tmp_path / "plan.json").read_text())
     assert record["n_bundles"] == summary.n_bundles and record["method"] == summary.method
     assert record["ffd_bundles"] >= record["n_bundles"] >= record["lower_bound"]
@@ -415,7 +430,7 @@ def test_run_cli(tmp_path):
 
 
 def test_run_cli_writes_nothing_on_error(tmp_path):
-    src = _write(tmp_path / "jobs.csv", "visit,sensor,mem_gb\n1001,R22_S11,99\n")
+    src = _write(tmp_path / "jobs.csv", "visit,det_name,mem_gb\n1001,R22_S11,99\n")
     with pytest.raises(BundlingError, match="visit 1001 R22_S11"):
         run_cli(src, tmp_path / "plan.csv", Node(16.0, 4, 1.0), "auto", 5.0, tmp_path / "plan.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.csv"]
@@ -427,3 +442,29 @@ def test_bad_visit_or_sensor_type():
         plan_bundles([Job("1001", "R22_S11", 1.0)], node)
     with pytest.raises(BundlingError, match="sensor name is empty"):
         plan_bundles([Job(1001, "", 1.0)], node)
+
+
+PLAN_HEADER = "bundle,visit,det_name,mem_mb,runtime_min,bundle_mem_mb\n"
+
+
+@pytest.mark.parametrize("body,line,reason", [
+    ("b0000,1,R22_S11,1024,1,1024\n", 1, "header is 'bundle,visit,sensor'"),        # an old plan
+    ("b0000,1,R22_S11,1024,1\n", 2, "5 fields, not 6"),
+    ("x0,1,R22_S11,1024,1,1024\n", 2, "bundle name 'x0' is not b0000"),
+    ("b0000,1,R99_S11,1024,1,1024\n", 2, "det_name 'R99_S11' is not an LSSTCam science sensor"),
+    ("b0000,one,R22_S11,1024,1,1024\n", 2, "column 'visit' is not an integer >= 0 ('one')"),
+    ("b0000,1,R22_S11,0,1,0\n", 2, "column 'mem_mb' is not an integer >= 1 ('0')"),
+    ("b0000,1,R22_S11,1024,1.5,1024\n", 2, "column 'runtime_min' is not an integer >= 1 ('1.5')"),
+    ("b0000,1,R22_S11,1024,1,2048\nb0000,1,R22_S11,1024,1,2048\n", 3, "visit 1 R22_S11 is also on line 2"),
+    ("b0000,1,R22_S11,1024,1,2048\nb0000,1,R22_S12,1024,1,3000\n", 3, "bundle_mem_mb 3000 differs from 2048"),
+    ("b0000,1,R22_S11,1024,1,2048\nb0001,1,R22_S12,1024,1,1024\n", 2,
+     "bundle b0000's bundle_mem_mb is 2048, its members' mem_mb add up to 1024"),
+])
+def test_read_plan_checks_every_row(tmp_path, body, line, reason):
+    header = "bundle,visit,sensor\n" if line == 1 else PLAN_HEADER
+    path = _write(tmp_path / "campaign.csv", header + body)
+    with pytest.raises(BundlingError) as info:
+        read_plan(path)
+    assert f"{path}:{line}: {reason}" in str(info.value) and "rerun dc2flow bundle" in str(info.value)
+    with pytest.raises(BundlingError, match="cannot read the plan"):
+        read_plan(tmp_path / "none.csv")

@@ -5,7 +5,6 @@ import pytest
 from conftest import SHARED, needs_shared
 from dc2flow import campaign
 from dc2flow.errors import ConfigError
-from dc2flow.estimate import write_estimates
 
 
 def test_image_and_truth_names():
@@ -24,26 +23,37 @@ def test_visits_read_headers_only(tmp_path):
 
 
 def _plan(tmp_path):
-    (tmp_path / "est").mkdir()
-    for visit in (1, 2):
-        write_estimates(tmp_path / "est" / f"{visit:08d}.tsv",
-                        [{"visit": visit, "sensor": s, "mem_gb": 1.0 + i, "runtime_s": 90.0,
-                          **dict.fromkeys(("image_mpix", "n_objects", "n_knots", "phot_gphotons", "fft_mpix",
-                                           "max_fft_mpix", "max_phot_gphotons"), 0.0)}
-                         for i, s in enumerate(("R22_S11", "R22_S12"))])
-    plan = tmp_path / "plan.csv"
-    plan.write_text("bundle,visit,sensor\nb0000,1,R22_S11\nb0000,1,R22_S12\nb0000,2,R22_S11\nb0001,2,R22_S12\n")
-    return plan
+    from dc2flow.bundle import Job, Node, Plan, write_plan
+
+    jobs = {(v, s): Job(v, s, 1.0 + i, 90.0) for v in (1, 2) for i, s in enumerate(("R22_S11", "R22_S12"))}
+    plan = Plan(((jobs[1, "R22_S11"], jobs[1, "R22_S12"], jobs[2, "R22_S11"]), (jobs[2, "R22_S12"],)), Node(16.0, 4, 0.5))
+    write_plan(tmp_path / "plan.csv", plan)
+    return tmp_path / "plan.csv"
 
 
 def test_render_requests_carry_one_overhead_per_visit_and_bundle(tmp_path):
-    req = campaign.render_requests(str(_plan(tmp_path)), str(tmp_path / "est"), visit_overhead_gb=0.5)
-    assert req[(1, "R22_S11")] == campaign.RenderRequest("b0000", 1536, 2, 1536 + 2048 + 1536)  # 1.0 + 0.5 overhead
+    path = _plan(tmp_path)
+    assert path.read_text().splitlines()[:2] == ["bundle,visit,det_name,mem_mb,runtime_min,bundle_mem_mb",
+                                                 "b0000,1,R22_S11,1536,2,5120"]   # the plan is the whole record
+    req = campaign.render_requests(str(path))
+    assert req[(1, "R22_S11")] == campaign.RenderRequest("b0000", 1, "R22_S11", 1536, 2, 1536 + 2048 + 1536)
     assert req[(1, "R22_S12")].mem_mb == 2048                                 # second of visit 1: no overhead
     assert req[(2, "R22_S11")].mem_mb == 1536 and req[(2, "R22_S12")].mem_mb == int(2.5 * 1024)
     assert req[(2, "R22_S12")].bundle_mem_mb == int(2.5 * 1024)
-    assert campaign.bundle_members(str(tmp_path / "plan.csv")) == {
+    assert campaign.bundle_members(str(path)) == {
         "b0000": [(1, "R22_S11"), (1, "R22_S12"), (2, "R22_S11")], "b0001": [(2, "R22_S12")]}
+
+
+def test_plan_lookup_is_built_once_per_plan_file(tmp_path):
+    import os
+
+    path = _plan(tmp_path)
+    first = campaign.plan_lookup(path)
+    assert campaign.plan_lookup(str(path)) is first                           # Snakemake asks once per job
+    text = path.read_text().replace("b0001,2,R22_S12,2560,2,2560", "b0001,2,R22_S12,2000,2,2000")
+    path.write_text(text)
+    os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 1_000_000))
+    assert campaign.plan_lookup(path).requests[(2, "R22_S12")].mem_mb == 2000  # a new plan is read again
 
 
 def test_retries_grow_a_whole_bundle_up_to_a_node():

@@ -22,7 +22,7 @@ def visit(tmp_path_factory):
 
 def test_features_and_predictions(visit, tmp_path):
     model = ResourceModel.read()
-    rows = {r["sensor"]: r for r in estimate_visit(visit["visit"], visit["partitions"], model, 1e5)}
+    rows = {r["det_name"]: r for r in estimate_visit(visit["visit"], visit["partitions"], model, 1e5)}
     s11, s12, far = rows["R22_S11"], rows["R22_S12"], rows["R01_S00"]
     assert far["n_objects"] == 0 and far["fft_mpix"] == 0
     assert s11["n_objects"] > 0.1 and s11["max_fft_mpix"] > s12["max_fft_mpix"]   # the bright star is on S11
@@ -31,9 +31,9 @@ def test_features_and_predictions(visit, tmp_path):
     path = tmp_path / "e.tsv"
     write_estimates(path, list(rows.values()))
     assert path.read_text().splitlines()[0].split("\t") == list(ESTIMATE_COLUMNS)
-    back = {r["sensor"]: r for r in read_estimates(path)}
+    back = {r["det_name"]: r for r in read_estimates(path)}
     assert back["R22_S11"]["visit"] == 42 and back["R22_S11"]["mem_gb"] == pytest.approx(s11["mem_gb"], rel=1e-5)
-    floored = {r["sensor"]: r["mem_gb"] for r in estimate_visit(visit["visit"], visit["partitions"], model, 1e5,
+    floored = {r["det_name"]: r["mem_gb"] for r in estimate_visit(visit["visit"], visit["partitions"], model, 1e5,
                                                                  job_overhead_gb=0.15, min_mem_gb=50.0)}
     assert floored == {name: pytest.approx(50.15) for name in rows}     # the floor, then the overhead
 
@@ -65,3 +65,31 @@ def test_bad_model_files(tmp_path):
     bad.write_text("[1, 2]")
     with pytest.raises(ConfigError, match="not a resource model"):
         ResourceModel.read(bad)
+
+
+def test_bad_estimates_table_is_named_with_file_and_line(tmp_path):
+    """read_estimates is the one reader of estimates tables (bundle, forecast, calibration): it checks
+    every value and names file:line."""
+    import pytest
+
+    from dc2flow.errors import EstimateError
+    from dc2flow.estimate import ESTIMATE_COLUMNS, JOB_COLUMNS, read_estimates
+
+    path = tmp_path / "00000001.tsv"
+    good = "\t".join(["1", "R22_S11", "0.5", "3.0"] + ["0"] * (len(ESTIMATE_COLUMNS) - 4))
+    path.write_text("\t".join(ESTIMATE_COLUMNS) + "\n" + good + "\n" + good.replace("0.5", "lots") + "\n")
+    with pytest.raises(EstimateError, match=r"00000001.tsv:3: column 'mem_gb' is not a finite number >= 0"):
+        read_estimates(path)
+    path.write_text("\t".join(ESTIMATE_COLUMNS) + "\n" + good.replace("0.5", "nan") + "\n")
+    with pytest.raises(EstimateError, match=r"00000001.tsv:2: column 'mem_gb'"):
+        read_estimates(path)
+    path.write_text("visit\tsensor\tmem_gb\n1\tR22_S11\t0.5\n")
+    with pytest.raises(EstimateError, match=r"00000001.tsv:1: missing column 'det_name' \('sensor' is its old name"):
+        read_estimates(path)
+    path.write_text("\t".join(ESTIMATE_COLUMNS) + "\n" + good.replace("R22_S11", "R00_S11") + "\n")
+    with pytest.raises(EstimateError, match=r"00000001.tsv:2: column 'det_name' is not an LSSTCam science sensor"):
+        read_estimates(path)
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("visit,det_name,mem_gb\n7,R22_S11,1.5\n")
+    assert read_estimates(jobs, JOB_COLUMNS) == [{"visit": 7, "det_name": "R22_S11", "mem_gb": 1.5, "runtime_s": 0.0,
+                                                 **{f: 0.0 for f in ESTIMATE_COLUMNS[4:]}}]

@@ -12,7 +12,7 @@ from conftest import REPO
 from dc2flow.bundle import Job, Node, dc2_flat_bundles
 from dc2flow.errors import ConfigError, ForecastError
 from dc2flow.forecast import (PER_VISIT_SLURM_JOBS, Site, VisitSample, costs, disk_bytes, flat_bundles, image_bytes,
-                              read_estimates_checked, read_profile, sample_visits)
+                              read_profile, sample_visits)
 
 DC2FLOW = str(Path(sys.executable).parent / "dc2flow")
 PARAMS = {"job_startup_s": 10.0, "validate_s_per_sensor": 2.0, "mosaic_s_per_sensor": 0.5, "per_visit_job_s": 60.0,
@@ -20,7 +20,7 @@ PARAMS = {"job_startup_s": 10.0, "validate_s_per_sensor": 2.0, "mosaic_s_per_sen
 
 
 def _sample(visit, n_sensors=4, runtime=100.0, n_objects=2.0):
-    rows = tuple({"visit": visit, "sensor": f"R22_S{k // 3}{k % 3}", "mem_gb": 1.0, "runtime_s": runtime,
+    rows = tuple({"visit": visit, "det_name": f"R22_S{k // 3}{k % 3}", "mem_gb": 1.0, "runtime_s": runtime,
                   "n_objects": n_objects} for k in range(n_sensors))
     times = {"parse_catalog": 20.0, "partition_visit": 30.0, "estimate_visit": 5.0}
     return VisitSample(visit, rows, times, {k: "timed here" for k in times}, catalog_bytes=1000, partition_bytes=500)
@@ -103,22 +103,6 @@ def test_bad_profile_is_named_with_file_and_line(tmp_path):
     (tmp_path / "config.yaml").write_text(f"cores: 4\nconfigfiles:\n  - {node}\n")
     with pytest.raises(ConfigError, match="bundle.node_memory_gb"):
         read_profile(tmp_path)
-
-
-def test_bad_estimates_table_is_named_with_file_and_line(tmp_path):
-    from dc2flow.estimate import ESTIMATE_COLUMNS
-
-    path = tmp_path / "00000001.tsv"
-    good = "\t".join(["1", "R22_S11", "0.5", "3.0"] + ["0"] * (len(ESTIMATE_COLUMNS) - 4))
-    path.write_text("\t".join(ESTIMATE_COLUMNS) + "\n" + good + "\n" + good.replace("0.5", "lots") + "\n")
-    with pytest.raises(ForecastError, match=r"00000001.tsv:3: column 'mem_gb' is not a finite number >= 0 \('lots'\)"):
-        read_estimates_checked(str(path))
-    path.write_text("visit\tsensor\tmem_gb\n1\tR22_S11\t0.5\n")
-    with pytest.raises(ForecastError, match=r"00000001.tsv:1: missing column 'runtime_s'"):
-        read_estimates_checked(str(path))
-    path.write_text("\t".join(ESTIMATE_COLUMNS) + "\n" + good.replace("R22_S11", "R00_S11") + "\n")
-    with pytest.raises(ForecastError, match=r"00000001.tsv:2: not an LSSTCam science sensor"):
-        read_estimates_checked(str(path))
 
 
 def _forecast(*args):

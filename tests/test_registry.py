@@ -271,7 +271,8 @@ def test_status_reads_every_shard_plan_and_workdir(tmp_path):
     out = tmp_path / "out"
     for shard, visit in (("shard-0000", 7), ("shard-0001", 8)):
         (out / "bundles" / shard).mkdir(parents=True)
-        (out / "bundles" / shard / "campaign.csv").write_text(f"bundle,visit,sensor\nb0000,{visit},R22_S11\n")
+        (out / "bundles" / shard / "campaign.csv").write_text("bundle,visit,det_name,mem_mb,runtime_min,bundle_mem_mb\n"
+                                                                 f"b0000,{visit},R22_S11,1024,1,1024\n")
     expected, bundles, source = files_status.expected_sensors(str(out))
     assert expected == {7: ["R22_S11"], 8: ["R22_S11"]} and source == "2 bundle plans"
     assert bundles == {(7, "R22_S11"): "shard-0000/b0000", (8, "R22_S11"): "shard-0001/b0000"}

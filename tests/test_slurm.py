@@ -74,7 +74,7 @@ def test_bundles_run_as_one_slurm_job_each(slurm_cluster, tiny_catalog, tmp_path
 
     plan = str(work / "out" / "bundles" / "campaign.csv")
     members = bundle_members(plan)
-    requests = render_requests(plan, str(work / "out" / "estimates"), visit_overhead_gb=0.5)
+    requests = render_requests(plan)
     groups = {kind.split("_")[1]: jobs for kind, jobs in by_kind.items()}
     assert set(groups) == set(members) and all(len(jobs) == 1 for jobs in groups.values()), by_kind
     assert len(members) >= 3                                   # 6 sensors, at most 2 per node

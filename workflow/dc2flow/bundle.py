@@ -39,8 +39,10 @@ How a plan is found (:func:`plan_bundles`):
 5. Whichever plan has fewer bundles wins (ties: fewer node-seconds), so the result is never worse
    than FFD.
 
-The plan on disk (:func:`write_plan`) is a CSV ``bundle,visit,sensor`` with bundles named
-``b0000``, ``b0001``, ... in a deterministic order; :func:`write_summary_json` records how good it
+The plan on disk (:func:`write_plan`) is a CSV with one row per sensor, the complete record of what
+its render job asks for (:class:`PlanRow`: ``bundle,visit,det_name,mem_mb,runtime_min,bundle_mem_mb``),
+with bundles named ``b0000``, ``b0001``, ... in a deterministic order; :func:`read_plan` is its one
+reader and checks it; :func:`write_summary_json` records how good it
 is (:class:`Summary`).  Solves are single-threaded with fixed seeds, so the same jobs (in any
 order) give the same plan, unless a solver time limit cuts a solve short: then the incumbent at
 that moment, which depends on the machine's speed, is used.
@@ -55,6 +57,7 @@ import csv
 import dataclasses
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -64,10 +67,8 @@ import numpy as np
 from .errors import BundlingError, ConfigError
 from .io import atomic_output, write_json
 
-PLAN_COLUMNS = ("bundle", "visit", "sensor")
-"""Header of the plan CSV written by :func:`write_plan`."""
-SENSOR_COLUMNS = ("sensor", "det_name")
-"""Accepted names of the sensor column of a jobs CSV."""
+PLAN_COLUMNS = ("bundle", "visit", "det_name", "mem_mb", "runtime_min", "bundle_mem_mb")
+"""Header of the plan CSV written by :func:`write_plan` (the fields of :class:`PlanRow`)."""
 MILP_MAX_JOBS = 400
 """Above this many jobs :func:`plan_bundles` decomposes by visits: one integer program over ~1,000
 jobs no longer solves in seconds (building the pulp model alone takes 7 s at 3,780 jobs)."""
@@ -191,10 +192,9 @@ class Plan:
         """Every job of the plan, bundle by bundle."""
         return [job for bundle in self.bundles for job in bundle]
 
-    def rows(self) -> list[tuple[str, int, str]]:
-        """(bundle, visit, det_name) for every job, in plan order (what :func:`write_plan` writes)."""
-        return [(bundle_name(i), job.visit, job.det_name)
-                for i, bundle in enumerate(self.bundles) for job in bundle]
+    def rows(self) -> list["PlanRow"]:
+        """A :class:`PlanRow` for every job, in plan order (what :func:`write_plan` writes)."""
+        return _plan_rows(self)
 
     def bundle_memory_gb(self, i: int) -> float:
         """Memory of bundle ``i``: its sensors plus one visit overhead per visit present, GB."""
@@ -223,6 +223,44 @@ class Plan:
 def bundle_name(i: int) -> str:
     """The name of the ``i``-th bundle of a plan: ``b0000``, ``b0001``, ..."""
     return f"b{i:04d}"
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One sensor of a plan, and what its render job asks the scheduler for (one row of the plan CSV).
+
+    Parameters:
+        bundle:        the bundle (one Slurm group job) the sensor belongs to, ``b0000``, ...
+        visit:         the visit.
+        det_name:      the sensor, e.g. ``R22_S11``.
+        mem_mb:        its memory request, MB: the estimate, plus the visit overhead for the first
+                       sensor of each visit in the bundle, rounded down (the plan fits the bundle in
+                       the node to the byte, and the members' requests must not add up to more).
+        runtime_min:   its wall-time request, minutes (the estimate rounded up, at least 1).
+        bundle_mem_mb: the whole bundle's request, MB: the sum of its members' ``mem_mb``, which
+                       Snakemake adds up for the group job.
+    """
+
+    bundle: str
+    visit: int
+    det_name: str
+    mem_mb: int
+    runtime_min: int
+    bundle_mem_mb: int
+
+
+def _plan_rows(plan: "Plan") -> list[PlanRow]:
+    rows = []
+    for i, bundle in enumerate(plan.bundles):
+        seen: set[int] = set()
+        requests = []
+        for job in bundle:
+            mem_gb = job.mem_gb + (plan.node.visit_overhead_gb if job.visit not in seen else 0.0)
+            seen.add(job.visit)
+            requests.append((job, int(mem_gb * 1024), max(1, math.ceil(job.runtime_s / 60.0))))
+        total = sum(mem for _, mem, _ in requests)
+        rows += [PlanRow(bundle_name(i), job.visit, job.det_name, mem, minutes, total) for job, mem, minutes in requests]
+    return rows
 
 
 @dataclass(frozen=True)
@@ -1376,69 +1414,23 @@ def check_plan(plan: Plan, jobs: Sequence[Job] | None = None) -> list[str]:
 
 
 def read_jobs(path: str | os.PathLike) -> list[Job]:
-    """Read sensor jobs from a CSV (or tab-separated) table with a header.
+    """Read sensor jobs from an estimates table or any table with the columns ``visit``,
+    ``det_name``, ``mem_gb`` and, optionally, ``runtime_s`` (CSV or tab-separated, with a header).
 
-    Columns: ``visit``, ``sensor`` (or ``det_name``), ``mem_gb`` and, optionally, ``runtime_s``;
-    others are ignored, so a per-visit estimates table (``estimates/{visit}.tsv``) reads as is.
-    The delimiter is a tab if the header has one, else a comma.  Values are checked for sense
-    (NaN, negative, too big) by :func:`plan_bundles`, which names the visit and sensor.
-
-    Parameters:
-        path:  the file.
-
-    Returns:
-        the jobs, in file order.
+    The table is read by :func:`dc2flow.estimate.read_estimates`, the one reader of estimates,
+    which checks every value.
 
     Raises:
-        BundlingError: the file is missing or empty, a column is missing, or a value is not a
-                       number; the message names the file, the line and the column.
+        EstimateError: the file is missing or empty, a column is missing, or a value is not a
+                       finite number >= 0 or not a science sensor; the message names ``file:line``.
     """
-    path = str(path)
-    try:
-        fh = open(path, newline="")
-    except OSError as exc:
-        raise BundlingError(f"{path}: cannot read the jobs ({exc.strerror})", "check the path") from None
-    with fh:
-        header_line = fh.readline()
-        if not header_line.strip():
-            raise BundlingError(f"{path}:1: no header", "write a header visit,sensor,mem_gb[,runtime_s]")
-        delimiter = "\t" if "\t" in header_line else ","
-        header = [h.strip() for h in next(csv.reader([header_line], delimiter=delimiter))]
-        sensor_col = next((c for c in SENSOR_COLUMNS if c in header), None)
-        for col in ("visit", sensor_col or "sensor", "mem_gb"):
-            if col not in header:
-                raise BundlingError(f"{path}:1: missing column '{col}' (header: {','.join(header)})",
-                                    "add it; the columns are visit,sensor (or det_name),mem_gb[,runtime_s]")
-        index = {name: k for k, name in enumerate(header)}
-        jobs = []
-        for lineno, row in enumerate(csv.reader(fh, delimiter=delimiter), start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
+    from .estimate import JOB_COLUMNS, read_estimates
 
-            def cell(col: str) -> str:
-                return row[index[col]].strip() if index[col] < len(row) else ""
-
-            def number(col: str, kind=float):
-                text = cell(col)
-                if not text:
-                    raise BundlingError(f"{path}:{lineno}: column '{col}' is empty", "fix or delete the line")
-                try:
-                    return kind(text)
-                except ValueError:
-                    what = "an integer" if kind is int else "a number"
-                    raise BundlingError(f"{path}:{lineno}: column '{col}' is not {what} ({text!r})",
-                                        "fix or delete the line") from None
-
-            sensor = cell(sensor_col)
-            if not sensor:
-                raise BundlingError(f"{path}:{lineno}: column '{sensor_col}' is empty", "fix or delete the line")
-            runtime = number("runtime_s") if "runtime_s" in index and cell("runtime_s") else 0.0
-            jobs.append(Job(number("visit", int), sensor, number("mem_gb"), runtime))
-    return jobs
+    return [Job(r["visit"], r["det_name"], r["mem_gb"], r["runtime_s"]) for r in read_estimates(path, JOB_COLUMNS)]
 
 
 def write_plan(path: str | os.PathLike, plan: Plan) -> None:
-    """Write the plan as CSV ``bundle,visit,sensor`` (one row per sensor), atomically.
+    """Write the plan as CSV, one :class:`PlanRow` per sensor (header :data:`PLAN_COLUMNS`), atomically.
 
     Parameters:
         path:  the output file.
@@ -1447,27 +1439,69 @@ def write_plan(path: str | os.PathLike, plan: Plan) -> None:
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(PLAN_COLUMNS)
-        writer.writerows(plan.rows())
+        writer.writerows(dataclasses.astuple(row) for row in plan.rows())
 
 
-def read_plan(path: str | os.PathLike) -> list[tuple[str, int, str]]:
-    """Read a plan CSV back as (bundle, visit, det_name) rows.
+_BUNDLE_RE = re.compile(r"b[0-9]{4,}")
+
+
+def read_plan(path: str | os.PathLike) -> list[PlanRow]:
+    """Read a plan CSV (:func:`write_plan`) back, every value checked: the one reader of plans.
 
     Raises:
-        BundlingError: the header is not ``bundle,visit,sensor`` or a visit is not an integer.
+        BundlingError: the file cannot be read, the header is not :data:`PLAN_COLUMNS`, a row has
+                       the wrong number of fields, a bundle name, visit, sensor or request is
+                       invalid, a sensor is listed twice, or a row's ``bundle_mem_mb`` is not the
+                       sum of its bundle's ``mem_mb``; the message names ``file:line``.
     """
-    with open(path, newline="") as fh:
+    from .camera import DET_NAMES
+
+    path = os.fspath(path)
+    fix = "rerun dc2flow bundle (delete the plan to make Snakemake remake it)"
+    try:
+        fh = open(path, newline="")
+    except OSError as exc:
+        raise BundlingError(f"{path}: cannot read the plan ({exc.strerror})", "check the path") from None
+    with fh:
         reader = csv.reader(fh)
         header = next(reader, [])
         if tuple(header) != PLAN_COLUMNS:
-            raise BundlingError(f"{path}:1: header is {','.join(header)!r}, not {','.join(PLAN_COLUMNS)!r}",
-                                "rerun dc2flow bundle")
-        rows = []
+            raise BundlingError(f"{path}:1: header is {','.join(header)!r}, not {','.join(PLAN_COLUMNS)!r}", fix)
+        rows: list[PlanRow] = []
+        lines: dict[tuple[int, str], int] = {}
+        totals: dict[str, list[int]] = {}
         for lineno, row in enumerate(reader, start=2):
-            try:
-                rows.append((row[0], int(row[1]), row[2]))
-            except (ValueError, IndexError):
-                raise BundlingError(f"{path}:{lineno}: bad row ({','.join(row)})", "rerun dc2flow bundle") from None
+            if len(row) != len(PLAN_COLUMNS):
+                raise BundlingError(f"{path}:{lineno}: {len(row)} fields, not {len(PLAN_COLUMNS)} ({','.join(row)})", fix)
+            bundle, visit, det_name, *numbers = row
+            if not _BUNDLE_RE.fullmatch(bundle):
+                raise BundlingError(f"{path}:{lineno}: bundle name {bundle!r} is not b0000, b0001, ...", fix)
+            if det_name not in DET_NAMES:
+                raise BundlingError(f"{path}:{lineno}: det_name {det_name!r} is not an LSSTCam science sensor", fix)
+            values = []
+            for col, text, low in zip(("visit", *PLAN_COLUMNS[3:]), (visit, *numbers), (0, 1, 1, 1)):
+                try:
+                    value = int(text) if text.isascii() else None
+                except ValueError:
+                    value = None
+                if value is None or value < low:
+                    raise BundlingError(f"{path}:{lineno}: column '{col}' is not an integer >= {low} ({text!r})", fix)
+                values.append(value)
+            entry = PlanRow(bundle, values[0], det_name, *values[1:])
+            key = (entry.visit, det_name)
+            if key in lines:
+                raise BundlingError(f"{path}:{lineno}: visit {entry.visit} {det_name} is also on line {lines[key]}", fix)
+            lines[key] = lineno
+            total = totals.setdefault(bundle, [entry.bundle_mem_mb, 0, lineno])
+            if entry.bundle_mem_mb != total[0]:
+                raise BundlingError(f"{path}:{lineno}: bundle_mem_mb {entry.bundle_mem_mb} differs from {total[0]} "
+                                    f"on line {total[2]} (bundle {bundle})", fix)
+            total[1] += entry.mem_mb
+            rows.append(entry)
+    for bundle, (want, got, lineno) in totals.items():
+        if want != got:
+            raise BundlingError(f"{path}:{lineno}: bundle {bundle}'s bundle_mem_mb is {want}, its members' mem_mb "
+                                f"add up to {got}", fix)
     return rows
 
 

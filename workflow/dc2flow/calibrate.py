@@ -23,7 +23,7 @@ import numpy as np
 from .errors import ConfigError
 from .estimate import FEATURES, ResourceModel, read_estimates
 
-_RECORD = re.compile(r"(?P<visit>\d{8})[/\\][ugrizy]-(?P<sensor>R\d\d_S\d\d)-det\d{3}\.tsv$")
+_RECORD = re.compile(r"(?P<visit>\d{8})[/\\][ugrizy]-(?P<det_name>R\d\d_S\d\d)-det\d{3}\.tsv$")
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,13 @@ def read_records(estimates: list[str], benchmarks: list[str]) -> list[Record]:
     feats = {}
     for path in _expand(estimates, "*.tsv"):
         for row in read_estimates(path):
-            feats[(row["visit"], row["sensor"])] = {k: row[k] for k in FEATURES}
+            feats[(row["visit"], row["det_name"])] = {k: row[k] for k in FEATURES}
     records = []
     for path in _expand(benchmarks, "*.tsv"):
         m = _RECORD.search(path)
         if not m:
             continue
-        key = (int(m["visit"]), m["sensor"])
+        key = (int(m["visit"]), m["det_name"])
         if key not in feats:
             continue
         with open(path) as fh:

@@ -6,12 +6,12 @@ for the output names, so the names are defined once, here.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
+import os
 from dataclasses import dataclass
 
-from .bundle import read_plan
+from .bundle import PlanRow, read_plan
 from .camera import get_sensor
 from .catalog import read_header
 from .config import resolve_catalogs
@@ -59,76 +59,52 @@ def truth_name(visit: int, band: str, det_name: str, snap: int = 0) -> str:
     return image_name(visit, band, det_name, snap).replace("eimage_", "centroid_").replace(".fits", ".txt.gz")
 
 
+RenderRequest = PlanRow
+"""What one render job asks its scheduler for: its row of the bundle plan (:class:`dc2flow.bundle.PlanRow`,
+with ``bundle``, ``mem_mb``, ``runtime_min`` and ``bundle_mem_mb``)."""
+
+
 @dataclass(frozen=True)
-class RenderRequest:
-    """What one render job asks its scheduler for, from the bundle plan and the estimates.
+class PlanLookup:
+    """A bundle plan as the workflow asks it, built once per plan file (see :func:`plan_lookup`).
 
     Parameters:
-        bundle:     the bundle (one Slurm group job) the sensor belongs to.
-        mem_mb:     its memory request; the first sensor of each visit in a bundle also carries
-                    the per-visit overhead, so the group's request is the bundle's planned memory.
-        runtime_min: its wall-time request in minutes.
-        bundle_mem_mb: the whole bundle's planned memory (the sum of its members' mem_mb).
+        requests:  (visit, det_name) -> the sensor's :class:`PlanRow`.
+        members:   bundle -> [(visit, det_name), ...] in plan order.
     """
 
-    bundle: str
-    mem_mb: int
-    runtime_min: int
-    bundle_mem_mb: int = 0
+    requests: dict
+    members: dict
 
 
-def render_requests(plan_csv: str, estimates_dir: str, visit_overhead_gb: float) -> dict[tuple[int, str], RenderRequest]:
-    """(visit, det_name) -> :class:`RenderRequest` for every sensor of a bundle plan.
+def plan_lookup(plan_csv: str | os.PathLike) -> PlanLookup:
+    """The plan's :class:`PlanLookup`, read (and checked) by :func:`dc2flow.bundle.read_plan` once
+    per file: cached on the path and modification time, since Snakemake asks for every job.
 
-    Cached on the plan's path and modification time: Snakemake asks once per job.
+    Raises:
+        BundlingError: a malformed plan (``file:line``).
     """
-    import os
-
-    return _render_requests(plan_csv, os.stat(plan_csv).st_mtime_ns, estimates_dir, visit_overhead_gb)
-
-
-@functools.lru_cache(maxsize=4)
-def _render_requests(plan_csv: str, _mtime_ns: int, estimates_dir: str,
-                     visit_overhead_gb: float) -> dict[tuple[int, str], RenderRequest]:
-    import math
-    import os
-
-    from .estimate import read_estimates
-
-    estimates: dict[int, dict[str, dict]] = {}
-    out = {}
-    first_of_visit: set[tuple[str, int]] = set()
-    for bundle, visit, sensor in read_plan(plan_csv):
-        if visit not in estimates:
-            path = os.path.join(estimates_dir, f"{visit_dir(visit)}.tsv")
-            estimates[visit] = {r["sensor"]: r for r in read_estimates(path)}
-        est = estimates[visit][sensor]
-        mem_gb = est["mem_gb"]
-        if (bundle, visit) not in first_of_visit:
-            first_of_visit.add((bundle, visit))
-            mem_gb += visit_overhead_gb
-        # round memory down: the plan fits the bundle in the node to the byte, and the requests
-        # of up to node_cores members must not add up to more
-        out[(visit, sensor)] = RenderRequest(bundle, int(mem_gb * 1024), max(1, int(math.ceil(est["runtime_s"] / 60.0))))
-    totals: dict[str, int] = {}
-    for req in out.values():
-        totals[req.bundle] = totals.get(req.bundle, 0) + req.mem_mb
-    return {key: dataclasses.replace(req, bundle_mem_mb=totals[req.bundle]) for key, req in out.items()}
+    st = os.stat(plan_csv)
+    return _plan_lookup(os.fspath(plan_csv), st.st_mtime_ns, st.st_size)
 
 
-def bundle_members(plan_csv: str) -> dict[str, list[tuple[int, str]]]:
-    """bundle -> [(visit, det_name), ...] in plan order (cached on the plan's mtime)."""
-    import os
+@functools.lru_cache(maxsize=8)
+def _plan_lookup(plan_csv: str, _mtime_ns: int, _size: int) -> PlanLookup:
+    requests, members = {}, {}
+    for row in read_plan(plan_csv):
+        requests[(row.visit, row.det_name)] = row
+        members.setdefault(row.bundle, []).append((row.visit, row.det_name))
+    return PlanLookup(requests, members)
 
-    return _bundle_members(plan_csv, os.stat(plan_csv).st_mtime_ns)
+
+def render_requests(plan_csv: str | os.PathLike) -> dict[tuple[int, str], PlanRow]:
+    """(visit, det_name) -> :class:`PlanRow` for every sensor of a bundle plan (cached, see :func:`plan_lookup`)."""
+    return plan_lookup(plan_csv).requests
 
 
-@functools.lru_cache(maxsize=4)
-def _bundle_members(plan_csv: str, _mtime_ns: int) -> dict[str, list[tuple[int, str]]]:
-    out: dict[str, list[tuple[int, str]]] = {}
-    for bundle, visit, det_name in read_plan(plan_csv):
-        out.setdefault(bundle, []).append((visit, det_name))
-    return out
+def bundle_members(plan_csv: str | os.PathLike) -> dict[str, list[tuple[int, str]]]:
+    """bundle -> [(visit, det_name), ...] in plan order (cached, see :func:`plan_lookup`)."""
+    return plan_lookup(plan_csv).members
 
 
 def retry_scale(attempt: int, growth: float, bundle_mem_mb: int, node_memory_gb: float) -> float:
@@ -144,8 +120,6 @@ def retry_scale(attempt: int, growth: float, bundle_mem_mb: int, node_memory_gb:
 
 def write_manifest(images: list[str], out: str) -> None:
     """A bundle's record of what it made: path, bytes and FITS DATASUM of every image (TSV)."""
-    import os
-
     from astropy.io import fits
 
     from .io import atomic_output

@@ -92,7 +92,7 @@ def _cmd_render(args) -> None:
     if args.record:  # the registry row, while the image is in the page cache (no extra job per sensor)
         from .registry import bundle_from_plan, make_record, write_record
 
-        bundle = bundle_from_plan(args.plan, args.out) if args.plan else None
+        bundle = args.bundle or (bundle_from_plan(args.plan, args.out) if args.plan else None)
         if bundle and args.shard:  # bundle names restart in each shard's plan
             bundle = f"{args.shard}/{bundle}"
         write_record(args.record, make_record(args.out, args.record_root or ".", bundle))
@@ -407,14 +407,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--record", help="also write the image's registry record (JSON, as 'record' does; its run "
                                     "time and validation are added by 'register')")
     s.add_argument("--record-root", help="with --record: the output root the stored path is relative to")
-    s.add_argument("--plan", help="with --record: the bundle plan (CSV), to record the image's bundle")
-    s.add_argument("--shard", default="", help="with --plan: the campaign shard the plan is of; the recorded "
-                                               "bundle is then SHARD/BUNDLE")
+    s.add_argument("--bundle", help="with --record: the bundle that renders the image (from the plan, as the "
+                                    "workflow passes it)")
+    s.add_argument("--plan", help="with --record, instead of --bundle: the bundle plan (CSV) to look the bundle up in")
+    s.add_argument("--shard", default="", help="with --bundle or --plan: the campaign shard the plan is of; the "
+                                               "recorded bundle is then SHARD/BUNDLE")
     s.set_defaults(func=_cmd_render)
 
     s = sub.add_parser("estimate", help="predict each sensor's render memory and wall time (one visit)",
                        description="Reads the visit's partitions and writes a tab-separated table with columns "
-                                   "visit, sensor, mem_gb, runtime_s and the model's features.")
+                                   "visit, det_name, mem_gb, runtime_s and the model's features.")
     s.add_argument("visit_json")
     s.add_argument("--partition-dir", required=True, help="folder of {det_name}.parquet (from 'partition')")
     s.add_argument("--sensors", required=True, help="comma-separated det_names")
@@ -441,10 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_calibrate)
 
     s = sub.add_parser("bundle", help="pack sensor jobs into node-sized bundles (integer program)",
-                       description="Reads jobs (CSV or TSV with columns visit,sensor,mem_gb and optionally "
+                       description="Reads jobs (CSV or TSV with columns visit,det_name,mem_gb and optionally "
                                    "runtime_s; estimates tables read as they are), packs them into bundles "
                                    "(one node each) minimising the number of nodes, and writes the plan as CSV "
-                                   "with columns bundle,visit,sensor. A summary goes to stdout.")
+                                   "with columns bundle,visit,det_name,mem_mb,runtime_min,bundle_mem_mb (each "
+                                   "render job's requests; mem_mb carries the visit overhead on the first sensor "
+                                   "of each visit in a bundle). A summary goes to stdout.")
     s.add_argument("jobs", nargs="*", help="IN.csv (or several, e.g. every estimates/{visit}.tsv)")
     s.add_argument("--estimates-dir", help="instead of listing them: the estimates/ folder, with --visits")
     s.add_argument("--visits", default="", help="comma-separated visit numbers (with --estimates-dir)")
@@ -460,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="[default: bundle.solver]")
     s.add_argument("--solve-time-limit-s", type=float, default=D["bundle"]["solve_time_limit_s"],
                    help="time budget of the solve (s) [default: bundle.solve_time_limit_s]")
-    s.add_argument("--out", required=True, help="output plan CSV (bundle,visit,sensor)")
+    s.add_argument("--out", required=True, help="output plan CSV (bundle,visit,det_name,mem_mb,runtime_min,bundle_mem_mb)")
     s.add_argument("--summary", help="also write the summary as JSON here")
     s.set_defaults(func=_cmd_bundle)
 
@@ -599,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--benchmark", help="the render job's benchmark TSV (read if present)")
     s.add_argument("--validation", help="the sensor's validation JSON (from 'dc2flow validate')")
     s.add_argument("--bundle", help="the bundle that rendered it")
-    s.add_argument("--plan", help="or: the bundle plan CSV (bundle,visit,sensor) to look the bundle up in")
+    s.add_argument("--plan", help="or: the bundle plan CSV (from 'bundle') to look the bundle up in")
     s.add_argument("--out", required=True, help="output record JSON")
     s.set_defaults(func=_cmd_record)
 

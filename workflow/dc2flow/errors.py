@@ -10,7 +10,8 @@ class                  raise it when
 ``CatalogError``       an instance catalog is malformed or missing (``path``, ``line``, ``value``)
 ``CameraError``        an unknown sensor name or detector number is asked for
 ``RenderError``        a sensor cannot be rendered from valid inputs (e.g. a stage file is corrupt)
-``BundlingError``      a sensor cannot be packed (e.g. it needs more than a node)
+``EstimateError``      an estimates table (or a table of sensor jobs) is malformed (``where`` = ``file:line``)
+``BundlingError``      a sensor cannot be packed (e.g. it needs more than a node), or a plan is malformed
 ``ValidationError``    strict validation: rendered sensors fail their checks (``visit``, ``flagged``)
 ``RegistryError``      a registry record, database or viewer request is invalid (``where``, ``value``)
 ``ForecastError``      a cost forecast's input (profile, reused estimates table) is malformed (``where``)
@@ -173,6 +174,11 @@ class _WhereError(Dc2flowError, ValueError):
 
 class RegistryError(_WhereError):
     """A campaign-registry record, database URL or viewer request is invalid (see :class:`_WhereError`)."""
+
+
+class EstimateError(_WhereError):
+    """An estimates table (``estimates/{visit}.tsv``) or a table of sensor jobs is malformed or
+    unreadable; ``where`` is ``file:line`` (see :class:`_WhereError`)."""
 
 
 class ForecastError(_WhereError):

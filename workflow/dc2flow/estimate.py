@@ -21,8 +21,9 @@ coefficients fitted by :mod:`dc2flow.calibrate` from the ``benchmark:`` records 
 and scaled up so that predictions err high. The model is a small JSON file
 (:data:`DEFAULT_MODEL` ships with the package; ``estimate.model`` in the config points at another).
 
-The per-visit table (``estimates/{visit}.tsv``) has one row per sensor: ``visit, sensor, mem_gb,
-runtime_s`` and the features, tab-separated.
+The per-visit table (``estimates/{visit}.tsv``) has one row per sensor: ``visit, det_name, mem_gb,
+runtime_s`` and the features, tab-separated.  :func:`read_estimates` is its one reader (the bundler,
+the forecast, calibration and the resource figure all use it); it checks every value.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ import numpy as np
 
 from . import camera
 from .catalog import Visit
-from .errors import ConfigError
+from .errors import ConfigError, EstimateError
 from .partition import read_partition_table
 from .io import atomic_output
 
 FEATURES = ("image_mpix", "n_objects", "n_knots", "phot_gphotons", "fft_mpix", "max_fft_mpix",
             "max_phot_gphotons")
-ESTIMATE_COLUMNS = ("visit", "sensor", "mem_gb", "runtime_s", *FEATURES)
+ESTIMATE_COLUMNS = ("visit", "det_name", "mem_gb", "runtime_s", *FEATURES)
+JOB_COLUMNS = ("visit", "det_name", "mem_gb")
+"""The columns a table of sensor jobs needs at least (``runtime_s`` and the features are optional there)."""
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "resource_model.json"
 _PARTITION_COLUMNS = ["flux", "stamp_radius_px", "obj_type"]
 
@@ -131,7 +134,7 @@ def sensor_features(partition_path: str | os.PathLike, det_name: str, fft_flux_t
 def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceModel,
                    fft_flux_threshold: float, job_overhead_gb: float = 0.0,
                    min_mem_gb: float = 0.0) -> list[dict]:
-    """One row per sensor: visit, sensor, mem_gb, runtime_s and the features.
+    """One row per sensor: visit, det_name, mem_gb, runtime_s and the features.
 
     ``mem_gb`` is what the sensor's job should request: the model's prediction for the render
     command, at least ``min_mem_gb`` (the validation that follows the render in the same job asks
@@ -142,7 +145,7 @@ def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceMode
     for det_name in sorted(partitions, key=lambda n: camera.get_sensor(n).det_num):
         feats = sensor_features(partitions[det_name], det_name, fft_flux_threshold)
         mem, run = model.predict({k: [v] for k, v in feats.items()})
-        rows.append({"visit": visit.visit, "sensor": det_name, "mem_gb": max(float(mem[0]), min_mem_gb) + job_overhead_gb,
+        rows.append({"visit": visit.visit, "det_name": det_name, "mem_gb": max(float(mem[0]), min_mem_gb) + job_overhead_gb,
                      "runtime_s": float(run[0]), **feats})
     return rows
 
@@ -155,14 +158,70 @@ def write_estimates(path: str | os.PathLike, rows: list[dict]) -> None:
             fh.write("\t".join(_fmt(row[c]) for c in ESTIMATE_COLUMNS) + "\n")
 
 
-def read_estimates(path: str | os.PathLike) -> list[dict]:
-    """Rows of an estimates table (numbers as float, visit as int, sensor as str)."""
-    with open(path) as fh:
-        header = fh.readline().rstrip("\n").split("\t")
+def read_estimates(path: str | os.PathLike, required: tuple[str, ...] = ESTIMATE_COLUMNS) -> list[dict]:
+    """Rows of an estimates table, every value checked: the one reader of ``estimates/{visit}.tsv``.
+
+    Also reads any table of sensor jobs with a header (``dc2flow bundle IN.csv``): the delimiter is a
+    tab if the header has one, else a comma; columns other than :data:`ESTIMATE_COLUMNS` are ignored.
+
+    Parameters:
+        path:      the file.
+        required:  the columns it must have [default: :data:`ESTIMATE_COLUMNS`]; a job table needs
+                   only :data:`JOB_COLUMNS` (a missing ``runtime_s`` or feature then reads as 0).
+
+    Returns:
+        one dict per row with every column of :data:`ESTIMATE_COLUMNS`: ``visit`` an int,
+        ``det_name`` a science sensor's name, the others finite floats >= 0.
+
+    Raises:
+        EstimateError: the file is missing or empty, a column is missing (``sensor`` is the old
+                       name of ``det_name``), a value is not a finite number >= 0 or not a science
+                       sensor; the message names ``file:line`` and the column.
+    """
+    path = os.fspath(path)
+    try:
+        fh = open(path, newline="")
+    except OSError as exc:
+        raise EstimateError(path, f"cannot read the table ({exc.strerror})", fix="check the path") from None
+    with fh:
+        first = fh.readline()
+        if not first.strip():
+            raise EstimateError(f"{path}:1", "no header", fix="write it with dc2flow estimate")
+        delimiter = "\t" if "\t" in first else ","
+        header = [h.strip() for h in first.rstrip("\r\n").split(delimiter)]
+        for col in required:
+            if col not in header:
+                old = " ('sensor' is its old name: rerun dc2flow estimate)" if col == "det_name" and "sensor" in header else ""
+                raise EstimateError(f"{path}:1", f"missing column '{col}'{old}", ",".join(header),
+                                    "write it with dc2flow estimate (columns " + ", ".join(required) + ")")
+        index = {name: k for k, name in enumerate(header) if name in ESTIMATE_COLUMNS}
         rows = []
-        for line in fh:
-            values = dict(zip(header, line.rstrip("\n").split("\t")))
-            rows.append({k: (int(v) if k == "visit" else v if k == "sensor" else float(v)) for k, v in values.items()})
+        for lineno, line in enumerate(fh, start=2):
+            if not line.strip():
+                continue
+            cells = line.rstrip("\r\n").split(delimiter)
+            row = {}
+            for col in ESTIMATE_COLUMNS:
+                text = cells[index[col]].strip() if col in index and index[col] < len(cells) else ""
+                if col == "det_name":
+                    if text not in camera.DET_NAMES:
+                        raise EstimateError(f"{path}:{lineno}", f"column '{col}' is not an LSSTCam science sensor",
+                                            text, "fix or delete the line")
+                    row[col] = text
+                    continue
+                if not text and col not in required:
+                    row[col] = 0.0
+                    continue
+                try:
+                    value = int(text) if col == "visit" else float(text)
+                except ValueError:
+                    value = None
+                if value is None or not math.isfinite(value) or value < 0:
+                    what = "an integer >= 0" if col == "visit" else "a finite number >= 0"
+                    raise EstimateError(f"{path}:{lineno}", f"column '{col}' is not {what}", text,
+                                        "fix or delete the line (or rerun dc2flow estimate)")
+                row[col] = value
+            rows.append(row)
     return rows
 
 

@@ -49,6 +49,7 @@ import numpy as np
 from . import camera
 from .bundle import DC2_SENSOR_GB, DC2_VISIT_GB, Job, Node, dc2_flat_bundles, dc2_flat_size, plan_bundles
 from .campaign import visits as campaign_visits
+from .estimate import read_estimates
 from .config import load, merge, physics_options, profile_configfiles, read_yaml, validate
 from .errors import ConfigError, Dc2flowWarning, ForecastError
 from .io import read_benchmark
@@ -237,12 +238,12 @@ def reuse_sample(visit: int, estimates_dir: str | os.PathLike, config: dict) -> 
     the run's ``partitions/``, ``catalog/`` and ``benchmarks/`` when present.  None without the table.
 
     Raises:
-        ForecastError: a malformed table (``file:line``).
+        EstimateError: a malformed table (``file:line``).
     """
     path = os.path.join(os.fspath(estimates_dir), f"{visit:08d}.tsv")
     if not os.path.isfile(path):
         return None
-    rows = read_estimates_checked(path)
+    rows = read_estimates(path)
     root = os.path.dirname(os.path.abspath(os.fspath(estimates_dir)))
     times, measured = {}, {}
     for rule, stage in _MEASURED_STAGES.items():
@@ -253,46 +254,6 @@ def reuse_sample(visit: int, estimates_dir: str | os.PathLike, config: dict) -> 
     return VisitSample(visit, tuple(rows), times, measured,
                        catalog_bytes=_dir_bytes(cat) if os.path.isdir(cat) else None,
                        partition_bytes=_dir_bytes(part) if os.path.isdir(part) else None)
-
-
-def read_estimates_checked(path: str) -> list[dict]:
-    """An estimates table (``dc2flow estimate``'s TSV), every value checked.
-
-    Raises:
-        ForecastError: a missing column, or a value that is not a finite non-negative number or a
-                       known sensor; the message names ``file:line``.
-    """
-    from .estimate import ESTIMATE_COLUMNS
-
-    with open(path) as fh:
-        header = fh.readline().rstrip("\n").split("\t")
-        missing = [c for c in ESTIMATE_COLUMNS if c not in header]
-        if missing:
-            raise ForecastError(f"{path}:1", f"missing column '{missing[0]}'", fix="write it with dc2flow estimate")
-        rows = []
-        for lineno, line in enumerate(fh, start=2):
-            if not line.strip():
-                continue
-            cells = dict(zip(header, line.rstrip("\n").split("\t")))
-            row = {}
-            for col in ESTIMATE_COLUMNS:
-                text = cells.get(col, "")
-                if col == "sensor":
-                    if text not in camera.DET_NAMES:
-                        raise ForecastError(f"{path}:{lineno}", "not an LSSTCam science sensor", text,
-                                            "fix or delete the line")
-                    row[col] = text
-                    continue
-                try:
-                    value = int(text) if col == "visit" else float(text)
-                except ValueError:
-                    value = None
-                if value is None or not math.isfinite(value) or value < 0:
-                    raise ForecastError(f"{path}:{lineno}", f"column '{col}' is not a finite number >= 0", text,
-                                        "fix or delete the line (or rerun dc2flow estimate)")
-                row[col] = value
-            rows.append(row)
-    return rows
 
 
 @dataclass(frozen=True)
@@ -401,7 +362,7 @@ def disk_bytes(samples: Sequence[VisitSample], params: dict, scale: float) -> di
 
     Partitions and catalogs are None when a sampled visit's files were not measured.
     """
-    images = sum(image_bytes(r["sensor"]) for s in samples for r in s.rows)
+    images = sum(image_bytes(r["det_name"]) for s in samples for r in s.rows)
     truth = sum(TRUTH_HEADER_BYTES + params["truth_bytes_per_object"] * r["n_objects"] * 1e3
                 for s in samples for r in s.rows)
     parts = [s.partition_bytes for s in samples]
@@ -499,10 +460,10 @@ def forecast(catalog_patterns: Sequence[str], sensors: Sequence[str], config: di
                                                     root / f"{visit:08d}"))
     notes = []
     for s in samples:
-        got = {r["sensor"] for r in s.rows}
+        got = {r["det_name"] for r in s.rows}
         if got != set(sensors):
             notes.append(f"visit {s.visit}: {len(got)} sensors in its estimates, {len(sensors)} asked for")
-    jobs = [Job(r["visit"], r["sensor"], r["mem_gb"], r["runtime_s"]) for s in samples for r in s.rows]
+    jobs = [Job(r["visit"], r["det_name"], r["mem_gb"], r["runtime_s"]) for s in samples for r in s.rows]
     b = config["bundle"]
     plan, summary = plan_bundles(jobs, site.node, solver=b["solver"], time_limit_s=b["solve_time_limit_s"])
     scale = len(entries) / len(samples)

@@ -246,7 +246,7 @@ def bundle_from_plan(plan: str | os.PathLike, image: str | os.PathLike) -> str |
     if not m or not os.path.exists(plan):
         return None
     key = (int(m.group(1)), m.group(4))
-    return next((b for b, v, d in read_plan(plan) if (v, d) == key), None)
+    return next((r.bundle for r in read_plan(plan) if (r.visit, r.det_name) == key), None)
 
 
 def _catsha_index(key: str) -> int:

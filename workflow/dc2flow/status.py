@@ -51,9 +51,9 @@ def expected_sensors(outdir: str | os.PathLike) -> tuple[dict[int, list[str]], d
     plans = bundle_plans(outdir)
     if plans:
         for prefix, plan in plans:
-            for bundle, visit, det_name in read_plan(plan):
-                out.setdefault(visit, []).append(det_name)
-                bundles[(visit, det_name)] = prefix + bundle
+            for row in read_plan(plan):
+                out.setdefault(row.visit, []).append(row.det_name)
+                bundles[(row.visit, row.det_name)] = prefix + row.bundle
         return out, bundles, "bundle plan" if len(plans) == 1 else f"{len(plans)} bundle plans"
     parts = sorted(glob.glob(os.path.join(outdir, "partitions", "[0-9]" * 8, "R??_S??.parquet")))
     source = "partitions"

@@ -664,7 +664,7 @@ def plot_resources(campaign_json: str | os.PathLike, estimates: Sequence[str | o
     est = {}
     for path in estimates:
         for row in read_estimates(path):
-            est[(int(row["visit"]), row["sensor"])] = (row["mem_gb"], row["runtime_s"])
+            est[(row["visit"], row["det_name"])] = (row["mem_gb"], row["runtime_s"])
     points = []
     pattern = re.compile(r"(\d{8})[/\\][ugrizy]-(R\d\d_S\d\d)-det\d{3}\.tsv$")
     for path in benchmarks:

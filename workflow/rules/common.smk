@@ -106,11 +106,13 @@ def signature_once(func):
 
 
 def _requests():
-    """The plan's per-sensor requests; raises IncompleteCheckpointException before the plan exists."""
+    """The plan's rows by (visit, det_name); raises IncompleteCheckpointException before the plan exists.
+
+    The plan is the complete record of each render's request (bundle, mem_mb, runtime_min,
+    bundle_mem_mb): one read per plan file (campaign.plan_lookup caches it on path and mtime)."""
     if not os.path.exists(PLAN):  # surely incomplete: say so without Snakemake's lookup (runs per job)
         raise IncompleteCheckpointException(checkpoints.bundle_campaign.rule, checkpoint_target(PLAN))
-    plan = checkpoints.bundle_campaign.get().output.plan
-    return campaign.render_requests(plan, f"{OUT}/estimates", BUNDLE["visit_overhead_gb"])
+    return campaign.render_requests(checkpoints.bundle_campaign.get().output.plan)
 
 
 def _request(wildcards):
@@ -122,6 +124,11 @@ def _request(wildcards):
 
 @signature_once
 def bundle_of_render(wildcards):
+    """The render's bundle: its group (raises IncompleteCheckpointException before the plan exists).
+
+    Not also a params value: params are a rerun trigger, and a new plan (more visits) renames
+    bundles, which must not remake finished images; the render looks its bundle up in the plan
+    (``--plan``, an ``ancient`` input) for its record instead."""
     return _requests()[(int(wildcards.visit), wildcards.det_name)].bundle
 
 
