@@ -521,3 +521,38 @@ def test_repeated_include_is_refused(tmp_path):
     with pytest.raises(CatalogError, match=rf"b\.txt:1: 'includeobj' includes a file already included at "
                                            rf".*top\.txt:{N_HEADER_LINES + 1}"):
         read_catalog(top, tmp_path / "objects.parquet")
+
+
+def test_killed_parse_leaves_a_temporary_that_the_next_run_removes(tmp_path):
+    """A parse killed by SIGKILL (an out-of-memory kill) never reaches its clean-up: the next
+    write of the same output removes the dead process's temporary, and keeps a live one's."""
+    import signal
+    import subprocess
+    import sys
+
+    os.mkfifo(tmp_path / "pipe.txt")    # the parse blocks here, its temporary open
+    cat = write_catalog(tmp_path / "c.txt", *[POINT.format(id=f"s{i}") for i in range(5)], "includeobj pipe.txt")
+    out = tmp_path / "out" / "objects.parquet"
+    code = "import sys; from dc2flow.catalog import read_catalog; read_catalog(sys.argv[1], sys.argv[2], chunk_rows=2)"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(cat), str(out)])
+    live = subprocess.Popen([sys.executable, "-c", code, str(cat), str(out)])
+    try:
+        deadline = time.monotonic() + 60
+        while len(temps := sorted(p.name for p in out.parent.glob(".objects.parquet.tmp-*"))) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None and live.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        dead = [t for t in temps if t.endswith(f"-{proc.pid}")]
+        assert len(dead) == 1 and (out.parent / dead[0]).exists()
+        (out.parent / ".objects.parquet.tmp-otherhost-1").write_text("")   # another host's: kept
+        good = write_catalog(tmp_path / "good.txt", POINT.format(id="g1"))
+        read_catalog(good, out)
+        left = sorted(p.name for p in out.parent.glob(".objects.parquet.tmp-*"))
+        assert left == sorted([".objects.parquet.tmp-otherhost-1", *(t for t in temps if t.endswith(f"-{live.pid}"))])
+        assert list(read_objects(out).id) == ["g1"]
+    finally:
+        for p in (proc, live):
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -91,6 +91,14 @@ def test_resolve_catalogs(tmp_path):
         config.resolve_catalogs([str(tmp_path / "c.txt")])
 
 
+def test_existing_catalog_is_taken_literally_before_glob(tmp_path):
+    (tmp_path / "cat[1].txt").write_text("x")
+    assert config.resolve_catalogs([str(tmp_path / "cat[1].txt")]) == [str(tmp_path / "cat[1].txt")]
+    (tmp_path / "cat1.txt").write_text("x")     # what the name means as a glob, only when no such file
+    assert config.resolve_catalogs([str(tmp_path / "cat[1].txt")]) == [str(tmp_path / "cat[1].txt")]
+    assert config.resolve_catalogs([str(tmp_path / "cat[12].txt")]) == [str(tmp_path / "cat1.txt")]
+
+
 def test_selected_sensors_in_detector_order():
     assert config.selected_sensors({"sensors": ["R22_S12", "R01_S00"]}) == ["R01_S00", "R22_S12"]
     assert len(config.selected_sensors({"sensors": "all"})) == 189

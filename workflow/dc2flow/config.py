@@ -177,12 +177,18 @@ def options_hash(options: dict) -> str:
 def resolve_catalogs(patterns: Iterable[str]) -> list[str]:
     """Expand paths/globs to a sorted, de-duplicated list of catalog files.
 
+    An existing file is taken literally, before the name is tried as a glob: ``cat[1].txt`` is
+    that file when it exists, and the pattern matching ``cat1.txt`` only when it does not.
+
     Raises:
         ConfigError: when a pattern matches no file.
     """
     found: set[str] = set()
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else ([pattern] if os.path.isfile(pattern) else [])
+        if os.path.isfile(pattern):
+            matches = [pattern]
+        else:
+            matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else []
         if not matches:
             raise ConfigError("catalogs", pattern, "matches no file", "existing paths or glob patterns")
         found.update(os.path.normpath(m) for m in matches)

@@ -1,7 +1,8 @@
 """File helpers shared by every stage: atomic writes, content hashes and Snakemake benchmark records.
 
 Every output is written to a temporary name in its own directory and renamed into place, so a
-killed job never leaves a file that looks complete.
+killed job never leaves a file that looks complete, and the next write of the same output removes
+the temporary a killed job left.
 """
 
 from __future__ import annotations
@@ -11,19 +12,69 @@ import csv
 import hashlib
 import json
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Iterator
+
+
+def _host_label() -> str:
+    """This host's short name, as it may appear in a file name (``[A-Za-z0-9_]``, at most 64)."""
+    name = socket.gethostname().split(".")[0] or "localhost"
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)[:64]
+
+
+_HOST = _host_label()
+
+
+def _pid_alive(pid: int) -> bool:
+    """True if a process with this id runs on this host (possibly another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
+    """Remove the temporaries of ``path`` left by killed writers; return the names removed.
+
+    A temporary is ``.{name}.tmp-{host}-{pid}`` (see `atomic_output`).  One is stale when it was
+    made on this host by a process that no longer runs (a job killed by SIGKILL, an out-of-memory
+    kill or a lost node restarted here never reaches its ``finally``).  Temporaries of live
+    processes and of other hosts (whose processes cannot be checked from here) are kept.
+    """
+    path = Path(path)
+    prefix = f".{path.name}.tmp-{_HOST}-"
+    removed = []
+    try:
+        entries = [e.name for e in os.scandir(path.parent) if e.name.startswith(prefix)]
+    except FileNotFoundError:
+        return removed
+    for name in entries:
+        pid = name[len(prefix):]
+        if pid.isdigit() and pid.isascii() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path.parent / name)
+                removed.append(name)
+    return removed
 
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was.  The temporary
+    is named ``.{name}.tmp-{host}-{pid}``; temporaries of the same output left by a killed process
+    of this host are removed first (`remove_stale_temporaries`), so a rerun cleans up after a
+    killed job.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    remove_stale_temporaries(path)
+    tmp = path.with_name(f".{path.name}.tmp-{_HOST}-{os.getpid()}")
     try:
         yield str(tmp)
         os.replace(tmp, path)
