@@ -556,3 +556,42 @@ def test_killed_parse_leaves_a_temporary_that_the_next_run_removes(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_include_outside_the_catalog_folder_is_refused(tmp_path):
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp_path / "cats" / "sub").mkdir(parents=True)
+    (tmp_path / "cats" / "sub" / "stars.txt").write_text(POINT.format(id="s1") + "\n")
+    (tmp_path / "cats" / "sub" / "up.txt").write_text("includeobj ../../passwd\n")
+    for line in ("includeobj ../passwd", f"includeobj {secret}", "includeobj sub/up.txt"):
+        top = write_catalog(tmp_path / "cats" / "top.txt", POINT.format(id="t1"), line)
+        with pytest.raises(CatalogError) as info:
+            read_catalog(top, tmp_path / "objects.parquet")
+        message = str(info.value)
+        assert "names a file outside the catalog's folder" in message
+        assert f"includes may name only files in {tmp_path / 'cats'} and its subfolders" in message
+        assert "root:x" not in message
+    # inside the folder: ../ that stays inside is fine
+    (tmp_path / "cats" / "sub" / "side.txt").write_text("includeobj ../sub/stars.txt\n")
+    top = write_catalog(tmp_path / "cats" / "top.txt", POINT.format(id="t1"), "includeobj sub/side.txt")
+    assert read_catalog(top)[1].n_kept == 2
+
+
+def test_included_file_that_is_not_a_catalog_is_not_quoted(tmp_path):
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/bin/sh\n")
+    top = write_catalog(tmp_path / "top.txt", POINT.format(id="t1"), "includeobj passwd")
+    with pytest.raises(CatalogError) as info:
+        read_catalog(top, tmp_path / "objects.parquet")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'passwd'}:1: included file is not an instance catalog")
+    assert f"in {tmp_path} or its subfolders" in message
+    assert "root" not in message.replace(str(tmp_path), "") and "bin" not in message.replace(str(tmp_path), "")
+    # once a file has shown an object line, only the bad line's first word is quoted, bounded
+    (tmp_path / "inc.txt").write_text(POINT.format(id="s1") + "\n" + "sk_\x1b[2J" + "x" * 100 + " secret\n")
+    top = write_catalog(tmp_path / "top.txt", POINT.format(id="t1"), "includeobj inc.txt")
+    with pytest.raises(CatalogError) as info:
+        read_catalog(top)
+    message = str(info.value)
+    assert f"inc.txt:2: 'sk_?[2J{'x' * 25}...' line in an included file" in message, message
+    assert "secret" not in message and "\x1b" not in message

@@ -3,7 +3,8 @@
 An instance catalog describes one visit.  It starts with a header of ``key value`` lines
 (``rightascension``, ``mjd``, ``filter``, ...) and continues with ``object`` lines, possibly spread
 over further files named by ``includeobj`` lines (plain text, or gzip when the name ends in
-``.gz``).  This module parses a catalog once, streaming: the header becomes a frozen `Visit`, and
+``.gz``; named relative to the including file, and only files in the top-level catalog's folder
+and its subfolders may be included).  This module parses a catalog once, streaming: the header becomes a frozen `Visit`, and
 the objects become Arrow record batches with the named columns of `OBJECT_SCHEMA`, written to a
 Parquet file by `read_catalog`.  Nothing here knows about sensors or WCSs: cutting objects to a
 sensor's footprint is :mod:`dc2flow.partition`'s job.
@@ -330,6 +331,8 @@ class ObjectReader:
         self._unsupported: Counter[str] = Counter()
         self._sources: dict[str, None] = {self.path: None}  # an ordered set
         self._included: dict[str, tuple[str, int]] = {}  # real path -> the includeobj line
+        # includes may name only files in the top-level catalog's folder and its subfolders
+        self._include_root = os.path.dirname(os.path.abspath(self.path))
         self._file = _open_catalog(path)
         try:
             self.visit, pending = _read_header_from(self._file, self.path)
@@ -381,6 +384,7 @@ class ObjectReader:
         numbered = _lines(fh, first)
         lines = itertools.chain([pending], numbered) if pending else numbered
         lineno = first - 1
+        established = not included  # an included file is a catalog once it has an object/includeobj line
         try:
             for lineno, line in lines:
                 if len(line) == _MAX_LINE and line[-1] != "\n":
@@ -388,6 +392,10 @@ class ObjectReader:
                 tokens = line.split()
                 if not tokens or tokens[0].startswith("#"):
                     continue
+                if tokens[0] not in (_OBJECT, _INCLUDEOBJ):
+                    raise _misplaced_line(tokens, line, path, lineno, included, established,
+                                          self._include_root)
+                established = True
                 if tokens[0] == _OBJECT:
                     self._n_read += 1
                     unsupported = _unsupported_type(tokens, path, lineno)
@@ -401,10 +409,8 @@ class ObjectReader:
                         continue
                     self._n_kept += 1
                     yield row
-                elif tokens[0] == _INCLUDEOBJ:
-                    yield from self._include(tokens, path, lineno, stack)
                 else:
-                    raise _misplaced_line(tokens, line, path, lineno, included)
+                    yield from self._include(tokens, path, lineno, stack)
         except (OSError, EOFError, UnicodeDecodeError) as e:
             raise _read_error(path, lineno + 1, e) from e
 
@@ -415,6 +421,11 @@ class ObjectReader:
             raise CatalogError(path, lineno, "'includeobj' needs exactly one file name",
                                value=repr(" ".join(tokens[1:])))
         included = os.path.join(os.path.dirname(path), tokens[1])
+        root = self._include_root
+        if os.path.commonpath([root, os.path.normpath(os.path.abspath(included))]) != root:
+            raise CatalogError(path, lineno, "'includeobj' names a file outside the catalog's folder",
+                               value=included, fix=f"includes may name only files in {root} and its "
+                               "subfolders; copy or link the file there")
         real = os.path.realpath(included)
         if real in stack:
             raise CatalogError(path, lineno, "'includeobj' includes a file that includes it",
@@ -715,15 +726,35 @@ def _header_number(key: str, text: str, kind: type, path: str, lineno: int) -> f
     return value
 
 
-def _misplaced_line(tokens: list[str], line: str, path: str, lineno: int, included: bool) -> CatalogError:
-    """The error for a line that is neither an object, an includeobj nor a comment."""
-    shown = repr(line.strip()[:80])
+def _misplaced_line(tokens: list[str], line: str, path: str, lineno: int, included: bool,
+                    established: bool, include_root: str) -> CatalogError:
+    """The error for a line that is neither an object, an includeobj nor a comment.
+
+    In an included file that has shown no object or includeobj line yet (it may be any file,
+    ``/etc/passwd`` or a key), nothing of the line is quoted; after one, only its first word,
+    bounded and reduced to printable ASCII.
+    """
+    if included and not established:
+        return CatalogError(path, lineno, "included file is not an instance catalog (this line is not an "
+                            "'object', 'includeobj' or '#' line)",
+                            fix=f"includeobj must name an instance catalog file in {include_root} "
+                                "or its subfolders")
+    word = _shown_token(tokens[0])
     if included:
-        return CatalogError(path, lineno, f"'{tokens[0]}' line in an included file", value=shown,
+        return CatalogError(path, lineno, f"{word} line in an included file",
                             fix="included files hold only 'object', 'includeobj' and '#' lines; "
                                 "move header keys to the top of the including catalog")
-    return CatalogError(path, lineno, f"'{tokens[0]}' line after the first object", value=shown,
+    return CatalogError(path, lineno, f"{word} line after the first object", value=repr(line.strip()[:80]),
                         fix="move header keys above the first 'object' or 'includeobj' line")
+
+
+_SHOWN_TOKEN_CHARS = 32
+
+
+def _shown_token(text: str) -> str:
+    """A token as an error may quote it: printable ASCII only (others as ``?``), at most 32 characters."""
+    clean = "".join(c if "!" <= c <= "~" else "?" for c in text[:_SHOWN_TOKEN_CHARS])
+    return repr(clean + ("..." if len(text) > _SHOWN_TOKEN_CHARS else ""))
 
 
 def _unsupported_type(tokens: list[str], path: str, lineno: int) -> str | None:
