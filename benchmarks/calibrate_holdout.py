@@ -36,9 +36,9 @@ HELD = "R22_S10"
 # (stars/deg2, galaxies/deg2, bright stars (dRA, dDec from the boresight in degrees, magnorm)):
 # the boresight is (20 + 10 visit, -20); R22_S10 is centred 0.25 deg east, R22_S12 0.25 deg west,
 # R22_S01 0.235 deg south and R22_S21 0.235 deg north of it.
-VISITS = [(300, 1000, [(-0.26, 0.01, 7.0)]),                       # on R22_S12 (training)
-          (2000, 30000, [(0.26, -0.01, 5.0), (0.0, 0.245, 7.5)]),  # on R22_S10 (held out), R22_S21
-          (5000, 80000, [(0.01, -0.245, 6.0)])]                    # on R22_S01 (training)
+VISITS = [(300, 1000, [(-0.26, 0.01, 1.5)]),                       # on R22_S12 (training)
+          (2000, 30000, [(0.26, -0.01, 1.0), (0.0, 0.245, 4.5)]),  # on R22_S10 (held out), R22_S21
+          (5000, 80000, [(0.01, -0.245, 3.0)])]                    # on R22_S01 (training)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -618,6 +618,7 @@ OBJ_AT = N_HEADER_LINES + 1
     ({}, replace_in(SERSIC, " 0.58 0.44 ", " 0.58 -0.44 "), rf"c\.txt:{OBJ_AT}: minor axis is out of range"),
     ({}, replace_in(SERSIC, " -0.02 0.03 ", " -0.02 1 "), rf"c\.txt:{OBJ_AT}: kappa is out of range .* \[-inf, 1\)"),
     ({}, replace_in(SERSIC, " 0.01 -0.02 0.03 ", " 0.8 -0.7 0.03 "), rf"c\.txt:{OBJ_AT}: reduced shear is out of range"),
+    ({}, replace_in(SERSIC, " -0.02 0.03 ", " -0.02 0.6 "), rf"c\.txt:{OBJ_AT}: magnification is out of range .* \(0, 4\]"),
     ({}, replace_in(SERSIC, " 0.58 0.44 ", " 3000 3000 "), rf"c\.txt:{OBJ_AT}: major axis is out of range .* \(0, 10\]"),
 ])
 def test_values_out_of_range_are_refused_at_parse(tmp_path, header, obj, message):

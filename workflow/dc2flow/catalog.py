@@ -93,7 +93,8 @@ DEFAULT_CHUNK_ROWS = 100_000
 #: - ``magnorm`` >= -10: with vistime <= 3600 s a pixel stays far below numpy's Poisson limit
 #:   (~9e18); magnorm >= 50 is imSim's "no flux" marker and is skipped, not refused.
 #: - ``redshift`` 0-20 (``1 + z`` divides the SED's flux).
-#: - lensing: ``kappa < 1`` and reduced shear ``|gamma| / (1 - kappa) < 1`` (GalSim's lens()).
+#: - lensing: ``kappa < 1``, reduced shear ``|gamma| / (1 - kappa) < 1`` (GalSim's lens()) and
+#:   magnification ``1 / ((1 - kappa)^2 - |gamma|^2)`` <= 4 (DC2's are ~1.2 at most).
 #: - shapes: minor axis > 0 and major axis <= 10 arcsec; Sersic ``n`` in GalSim's 0.3-6.2 (refused,
 #:   never clamped; imSim passes n to galsim.Sersic, which refuses it too); knots ``npoints``
 #:   <= 1000 (DC2's knots have tens).  Measured (peak RSS of one bright object drawn by FFT into a
@@ -110,12 +111,13 @@ VALUE_RANGES: dict[str, tuple[float, float]] = {
     "redshift": (0.0, 20.0),
     "kappa": (-math.inf, 1.0),   # high bound exclusive
     "reduced shear": (0.0, 1.0),  # high bound exclusive
+    "magnification": (0.0, 4.0),  # low bound exclusive; sizes grow by its square root
     "minor axis": (0.0, 10.0),   # arcsec, low bound exclusive
     "major axis": (0.0, 10.0),   # arcsec, low bound exclusive
     "sersic n": (0.3, 6.2),
     "knots npoints": (1, 1000),
 }
-_EXCLUSIVE_LOW = frozenset({"seeing", "vistime", "minor axis", "major axis"})
+_EXCLUSIVE_LOW = frozenset({"seeing", "vistime", "minor axis", "major axis", "magnification"})
 _EXCLUSIVE_HIGH = frozenset({"kappa", "reduced shear"})
 
 
@@ -880,6 +882,7 @@ def _check_object_ranges(obj_type: str, ra: float, dec: float, magnorm: float, r
                         ("kappa", kappa)):
         _check_range(name, value, path, lineno)
     _check_range("reduced shear", math.hypot(gamma1, gamma2) / (1.0 - kappa), path, lineno)
+    _check_range("magnification", 1.0 / ((1.0 - kappa) ** 2 - (gamma1**2 + gamma2**2)), path, lineno)
     if obj_type == "point":
         return
     _check_range("major axis", major, path, lineno)
