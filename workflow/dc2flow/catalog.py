@@ -878,6 +878,12 @@ def _check_object_ranges(obj_type: str, ra: float, dec: float, magnorm: float, r
                          gamma1: float, gamma2: float, kappa: float, major: float, minor: float,
                          sersic_n: float, npoints: int, path: str, lineno: int) -> None:
     """Refuse an object value outside `VALUE_RANGES`, naming file:line and the range."""
+    if (0.0 <= ra <= 360.0 and -90.0 <= dec <= 90.0 and magnorm >= -10.0 and 0.0 <= redshift <= 20.0
+            and kappa < 1.0 and 0.0 < (1.0 - kappa) ** 2 - (gamma1 * gamma1 + gamma2 * gamma2)
+            and (1.0 - kappa) ** 2 - (gamma1 * gamma1 + gamma2 * gamma2) >= 0.25
+            and (obj_type == "point" or (0.0 < minor and major <= 10.0 and (
+                0.3 <= sersic_n <= 6.2 if obj_type == "sersic2d" else npoints <= 1000)))):
+        return  # the common case, in one expression (the same bounds as VALUE_RANGES, checked below)
     for name, value in (("ra", ra), ("dec", dec), ("magnorm", magnorm), ("redshift", redshift),
                         ("kappa", kappa)):
         _check_range(name, value, path, lineno)
