@@ -867,8 +867,13 @@ def _object_row(tokens: list[str], line: str, path: str, lineno: int) -> tuple |
         return "a_lt_b"
     if obj_type == "knots" and npoints <= 0:
         return "knots_npoints_le_0"
-    _check_object_ranges(obj_type, ra, dec, magnorm, redshift, gamma1, gamma2, kappa, major, minor,
-                         sersic_n, npoints, path, lineno)
+    # the common case in one expression (VALUE_RANGES' bounds); _check_object_ranges names the culprit
+    if not (0.0 <= ra <= 360.0 and -90.0 <= dec <= 90.0 and magnorm >= -10.0 and 0.0 <= redshift <= 20.0
+            and kappa < 1.0 and (1.0 - kappa) ** 2 - (gamma1 * gamma1 + gamma2 * gamma2) >= 0.25
+            and (obj_type == "point" or (0.0 < minor and major <= 10.0 and (
+                0.3 <= sersic_n <= 6.2 if obj_type == "sersic2d" else npoints <= 1000)))):
+        _check_object_ranges(obj_type, ra, dec, magnorm, redshift, gamma1, gamma2, kappa, major, minor,
+                             sersic_n, npoints, path, lineno)
     return (tokens[_ID], ra, dec, magnorm, tokens[_SED], redshift, gamma1, gamma2, kappa, dra, ddec,
             obj_type, major, minor, pa_deg, sersic_n, npoints,
             internal_av, internal_rv, galactic_av, galactic_rv, lineno, path)
@@ -878,12 +883,6 @@ def _check_object_ranges(obj_type: str, ra: float, dec: float, magnorm: float, r
                          gamma1: float, gamma2: float, kappa: float, major: float, minor: float,
                          sersic_n: float, npoints: int, path: str, lineno: int) -> None:
     """Refuse an object value outside `VALUE_RANGES`, naming file:line and the range."""
-    if (0.0 <= ra <= 360.0 and -90.0 <= dec <= 90.0 and magnorm >= -10.0 and 0.0 <= redshift <= 20.0
-            and kappa < 1.0 and 0.0 < (1.0 - kappa) ** 2 - (gamma1 * gamma1 + gamma2 * gamma2)
-            and (1.0 - kappa) ** 2 - (gamma1 * gamma1 + gamma2 * gamma2) >= 0.25
-            and (obj_type == "point" or (0.0 < minor and major <= 10.0 and (
-                0.3 <= sersic_n <= 6.2 if obj_type == "sersic2d" else npoints <= 1000)))):
-        return  # the common case, in one expression (the same bounds as VALUE_RANGES, checked below)
     for name, value in (("ra", ra), ("dec", dec), ("magnorm", magnorm), ("redshift", redshift),
                         ("kappa", kappa)):
         _check_range(name, value, path, lineno)
