@@ -54,18 +54,38 @@ def test_too_few_records():
         calibrate(_records(n=3), holdout=0.0)
 
 
+# (stars/deg2, galaxies/deg2, bright stars (dRA, dDec from the boresight (20 + 10 visit, -20) in
+# degrees, magnorm)); R22_S10 is centred 0.25 deg east, R22_S12 0.25 deg west, R22_S01 0.235 deg
+# south and R22_S21 0.235 deg north of the boresight.  The same layout as benchmarks/calibrate_holdout.py.
+CAL_VISITS = [(300, 1000, [(-0.26, 0.01, 1.5)]),                       # on R22_S12 (training)
+              (2000, 30000, [(0.26, -0.01, 1.0), (0.0, 0.245, 4.5)]),  # on R22_S10 (held out), R22_S21
+              (5000, 80000, [(0.01, -0.245, 3.0)])]                    # on R22_S01 (training)
+# Measured (benchmarks/calibrate_holdout.py and this test, five runs on a loaded 2-core machine): the
+# fitted linear model's mean |relative error| on the held-out jobs, before the safety scale that
+# makes it err high, is 0.17-0.40 of the intercept-only model's (an intercept-only model scores 1.0;
+# Snakemake samples RSS, so single jobs move by a few per cent); asserted: at most 0.6 of it.
+MAX_ERROR_RATIO = 0.6
+
+
+def mean_abs_rel_error(pred, meas) -> float:
+    return float(np.mean(np.abs(np.asarray(pred) - meas) / meas))
+
+
 @pytest.mark.serial
 def test_predicts_held_out_render_jobs(tmp_path):
-    """Real render jobs of varied density through Snakemake, one at a time; fit on four sensors of
-    each visit, predict the fifth's memory within +-25%. (Wall times move with the machine's load:
-    their held-out errors are printed by benchmarks/calibrate_holdout.py, never asserted.)"""
+    """Real render jobs of varied density and bright stars through Snakemake, one at a time; fit on
+    four sensors of each visit and predict the fifth (R22_S10: sparse, medium with the brightest
+    star of all, dense).  The fitted model's memory error on those held-out jobs (before its safety
+    scale) must be at most 0.6 of an intercept-only model's (the training mean), and the scaled
+    prediction within +-25% of each.  (Wall times move
+    with the machine's load: their held-out errors are printed by benchmarks/calibrate_holdout.py,
+    never asserted.)"""
     cats = []
-    for visit, (stars, galaxies, bright) in enumerate([(300, 1000, []), (2000, 30000, [(40.02, -20.01, 6.0)]),
-                                                       (5000, 80000, [])], start=1):
-        ra = 20.0 + 10 * visit
-        cats.append(make_catalog(outdir=tmp_path / "cats", visit=visit, ra_deg=ra, dec_deg=-20.0, band="gri"[visit - 1],
+    for visit, (stars, galaxies, bright) in enumerate(CAL_VISITS, start=1):
+        ra, dec = 20.0 + 10 * visit, -20.0
+        cats.append(make_catalog(outdir=tmp_path / "cats", visit=visit, ra_deg=ra, dec_deg=dec, band="gri"[visit - 1],
                                  seed=visit, radius_deg=0.3, star_density=stars, galaxy_density=galaxies,
-                                 bright_stars=bright))
+                                 bright_stars=[(ra + dra, dec + ddec, m) for dra, ddec, m in bright]))
     sensors = ["R22_S01", "R22_S10", "R22_S11", "R22_S12", "R22_S21"]
     estimates = [f"out/estimates/{v:08d}.tsv" for v in (1, 2, 3)]
     images = [f"out/{v:08d}/{image_name(v, band, d)}" for v, band in zip((1, 2, 3), "gri") for d in sensors]
@@ -76,12 +96,19 @@ def test_predicts_held_out_render_jobs(tmp_path):
                    check=True, capture_output=True, env=env, timeout=900)
     records = read_records([str(tmp_path / "out" / "estimates")], [str(tmp_path / "out" / "benchmarks" / "render")])
     assert len(records) == 15
-    train = [r for r in records if r.sensor != "R22_S10"]
-    held = [r for r in records if r.sensor == "R22_S10"]          # one per visit: sparse, medium, dense
+    train = [r for r in records if r.det_name != "R22_S10"]
+    held = [r for r in records if r.det_name == "R22_S10"]
+    brightest = max(records, key=lambda r: r.features["max_fft_mpix"])
+    assert (brightest.visit, brightest.det_name) in {(2, "R22_S10"), (1, "R22_S12")}   # the clipped stamps
+    assert held[1].features["max_fft_mpix"] > 3.0   # the held-out bright star: a 2049-px FFT stamp
     model, _ = calibrate(train, holdout=0.0)
     mem, run = model.predict({k: [r.features[k] for r in held] for k in FEATURES})
-    err = error_figures(mem, np.array([r.mem_gb for r in held]))
-    assert err["frac_within_25pct"] == 1.0, (err, list(zip(mem, [r.mem_gb for r in held])))
+    measured = np.array([r.mem_gb for r in held])
+    fitted = mean_abs_rel_error(mem / model.mem_scale, measured)   # the fit itself, before erring high
+    intercept_only = mean_abs_rel_error(np.full(len(held), np.mean([r.mem_gb for r in train])), measured)
+    assert fitted <= MAX_ERROR_RATIO * intercept_only, (fitted, intercept_only, list(zip(mem, measured)))
+    err = error_figures(mem, measured)
+    assert err["frac_within_25pct"] == 1.0, (err, list(zip(mem, measured)))
     assert err["worst_under"] > -0.15, err
     assert np.all(np.isfinite(run)) and np.all(run > 0)   # wall time: a prediction, checked in benchmarks/
     plot(records, model, 0.0, str(tmp_path / "fit.png"))

@@ -595,3 +595,43 @@ def test_included_file_that_is_not_a_catalog_is_not_quoted(tmp_path):
     message = str(info.value)
     assert f"inc.txt:2: 'sk_?[2J{'x' * 25}...' line in an included file" in message, message
     assert "secret" not in message and "\x1b" not in message
+
+
+OBJ_AT = N_HEADER_LINES + 1
+
+
+@pytest.mark.parametrize("header, obj, message", [
+    ({"declination": "95"}, None, r"c\.txt:2: declination is out of range \(95\.0\); the parser accepts declination in \[-90, 90\]"),
+    ({"rightascension": "415"}, None, r"c\.txt:1: rightascension is out of range"),
+    ({"vistime": "1e30"}, None, r"c\.txt:20: vistime is out of range .* in \(0, 3600\]"),
+    ({"seeing": "1000"}, None, r"c\.txt:18: seeing is out of range .* in \(0, 5\]"),
+    ({"obshistid": "123456789"}, None, r"c\.txt:16: obshistid is out of range .* in \[0, 1e\+08\]"),
+    ({"obshistid": "-5"}, None, r"c\.txt:16: obshistid is out of range"),
+    ({}, replace_in(POINT, " -10.09 ", " 95 "), rf"c\.txt:{OBJ_AT}: dec is out of range"),
+    ({}, replace_in(POINT, " 31.24 ", " 415 "), rf"c\.txt:{OBJ_AT}: ra is out of range .* in \[0, 360\]"),
+    ({}, replace_in(SERSIC, " 2.7 1 ", " 2.7 0 "), rf"c\.txt:{OBJ_AT}: sersic n is out of range .* in \[0\.3, 6\.2\]"),
+    ({}, replace_in(SERSIC, " 2.7 1 ", " 2.7 100 "), rf"c\.txt:{OBJ_AT}: sersic n is out of range"),
+    ({}, replace_in(KNOTS, " 74.2 23 ", " 74.2 1e9 "), rf"c\.txt:{OBJ_AT}: knots npoints is out of range .* \[1, 1000\]"),
+    ({}, replace_in(KNOTS, " 74.2 23 ", " 74.2 3e9 "), rf"c\.txt:{OBJ_AT}: knots npoints is out of range"),
+    ({}, replace_in(POINT, " 22.5 ", " -50 "), rf"c\.txt:{OBJ_AT}: magnorm is out of range"),
+    ({}, replace_in(SERSIC, " 0.5 0.01 ", " -1 0.01 "), rf"c\.txt:{OBJ_AT}: redshift is out of range .* \[0, 20\]"),
+    ({}, replace_in(SERSIC, " 0.58 0.44 ", " 0.58 -0.44 "), rf"c\.txt:{OBJ_AT}: minor axis is out of range"),
+    ({}, replace_in(SERSIC, " -0.02 0.03 ", " -0.02 1 "), rf"c\.txt:{OBJ_AT}: kappa is out of range .* \[-inf, 1\)"),
+    ({}, replace_in(SERSIC, " 0.01 -0.02 0.03 ", " 0.8 -0.7 0.03 "), rf"c\.txt:{OBJ_AT}: reduced shear is out of range"),
+    ({}, replace_in(SERSIC, " -0.02 0.03 ", " -0.02 0.6 "), rf"c\.txt:{OBJ_AT}: magnification is out of range .* \(0, 4\]"),
+    ({}, replace_in(SERSIC, " 0.58 0.44 ", " 3000 3000 "), rf"c\.txt:{OBJ_AT}: major axis is out of range .* \(0, 10\]"),
+])
+def test_values_out_of_range_are_refused_at_parse(tmp_path, header, obj, message):
+    path = write_catalog(tmp_path / "c.txt", *([obj] if obj else [POINT.format(id=1)]), header=header_text(**header))
+    with pytest.raises(CatalogError, match=message):
+        read_catalog(path, tmp_path / "objects.parquet")
+    assert_no_output(tmp_path / "objects.parquet")
+
+
+def test_value_ranges_hold_for_the_limits_themselves(tmp_path):
+    at_limits = [replace_in(SERSIC, " 0.58 0.44 2.7 1 ", " 10 0.1 2.7 6.2 ").format(id="s"),
+                 replace_in(KNOTS, " 74.2 23 ", " 74.2 1000 ").format(id="k"),
+                 replace_in(POINT, " 31.24 -10.09 22.5 ", " 360 -90 -10 ").format(id="p")]
+    path = write_catalog(tmp_path / "c.txt", *at_limits,
+                         header=header_text(declination="90", vistime="3600", seeing="5", obshistid="99999999"))
+    assert read_catalog(path)[1].n_kept == 3

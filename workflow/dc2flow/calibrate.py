@@ -31,7 +31,7 @@ class Record:
     """One measured render job with its features."""
 
     visit: int
-    sensor: str
+    det_name: str
     features: dict
     mem_gb: float
     runtime_s: float
@@ -70,12 +70,12 @@ def read_records(estimates: list[str], benchmarks: list[str]) -> list[Record]:
         except ValueError:   # "NA": the job ended before Snakemake's first memory sample
             continue
         records.append(Record(key[0], key[1], feats[key], mem_gb, runtime_s))
-    return sorted(records, key=lambda r: (r.visit, r.sensor))
+    return sorted(records, key=lambda r: (r.visit, r.det_name))
 
 
 def is_holdout(record: Record, fraction: float) -> bool:
     """Deterministic split: the same record is always held out (or not) for a fraction."""
-    h = int.from_bytes(hashlib.blake2b(f"{record.visit}:{record.sensor}".encode(), digest_size=4).digest(), "little")
+    h = int.from_bytes(hashlib.blake2b(f"{record.visit}:{record.det_name}".encode(), digest_size=4).digest(), "little")
     return h / 2**32 < fraction
 
 

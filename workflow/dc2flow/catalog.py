@@ -50,7 +50,7 @@ from .errors import CatalogError, ConfigError, Dc2flowWarning
 from .io import atomic_output, write_json
 
 __all__ = [
-    "BANDS", "REQUIRED_KEYS", "OPTIONAL_DEFAULTS", "OBJECT_SCHEMA", "DEFAULT_CHUNK_ROWS",
+    "BANDS", "REQUIRED_KEYS", "OPTIONAL_DEFAULTS", "OBJECT_SCHEMA", "DEFAULT_CHUNK_ROWS", "VALUE_RANGES",
     "Visit", "SkipCounts", "ObjectReader",
     "read_header", "iter_objects", "read_catalog", "read_objects",
 ]
@@ -82,6 +82,63 @@ OPTIONAL_DEFAULTS: dict[str, float | int] = {
 
 #: Rows per record batch (and Parquet row group) unless the caller says otherwise.
 DEFAULT_CHUNK_ROWS = 100_000
+
+#: The values the parser accepts, ``name -> (low, high)`` (both inclusive unless said), checked at
+#: parse time with file:line.  Every real imSim/DC2 catalog in ../shared/data/imsim is well inside
+#: them; each bound keeps a later stage from failing with a traceback or unbounded memory:
+#:
+#: - ``obshistid``: the output names use ``{visit:08d}`` and the Snakemake wildcard ``\d{8}``.
+#: - ``rightascension``/``ra`` 0-360 and ``declination``/``dec`` -90-90 degrees.
+#: - ``seeing`` (0, 5] arcsec (the PSF and validation FFTs grow with it), ``vistime`` (0, 3600] s.
+#: - ``magnorm`` >= -10: with vistime <= 3600 s a pixel stays far below numpy's Poisson limit
+#:   (~9e18); magnorm >= 50 is imSim's "no flux" marker and is skipped, not refused.
+#: - ``redshift`` 0-20 (``1 + z`` divides the SED's flux).
+#: - lensing: ``kappa < 1``, reduced shear ``|gamma| / (1 - kappa) < 1`` (GalSim's lens()) and
+#:   magnification ``1 / ((1 - kappa)^2 - |gamma|^2)`` <= 4 (DC2's are ~1.2 at most).
+#: - shapes: minor axis > 0 and major axis <= 10 arcsec; Sersic ``n`` in GalSim's 0.3-6.2 (refused,
+#:   never clamped; imSim passes n to galsim.Sersic, which refuses it too); knots ``npoints``
+#:   <= 1000 (DC2's knots have tens).  Measured (peak RSS of one bright object drawn by FFT into a
+#:   2049-px stamp): Sersic n 4 / hlr 10" 0.26 GB, n 6.2 / hlr 10" 0.62 GB, knots 1000 / 10" 0.26 GB.
+VALUE_RANGES: dict[str, tuple[float, float]] = {
+    "obshistid": (0, 99_999_999),
+    "rightascension": (0.0, 360.0),
+    "declination": (-90.0, 90.0),
+    "seeing": (0.0, 5.0),        # low bound exclusive
+    "vistime": (0.0, 3600.0),    # low bound exclusive
+    "ra": (0.0, 360.0),
+    "dec": (-90.0, 90.0),
+    "magnorm": (-10.0, math.inf),
+    "redshift": (0.0, 20.0),
+    "kappa": (-math.inf, 1.0),   # high bound exclusive
+    "reduced shear": (0.0, 1.0),  # high bound exclusive
+    "magnification": (0.0, 4.0),  # low bound exclusive; sizes grow by its square root
+    "minor axis": (0.0, 10.0),   # arcsec, low bound exclusive
+    "major axis": (0.0, 10.0),   # arcsec, low bound exclusive
+    "sersic n": (0.3, 6.2),
+    "knots npoints": (1, 1000),
+}
+_EXCLUSIVE_LOW = frozenset({"seeing", "vistime", "minor axis", "major axis", "magnification"})
+_EXCLUSIVE_HIGH = frozenset({"kappa", "reduced shear"})
+
+
+def _in_range(name: str, value: float) -> bool:
+    low, high = VALUE_RANGES[name]
+    above = value > low if name in _EXCLUSIVE_LOW else value >= low
+    below = value < high if name in _EXCLUSIVE_HIGH else value <= high
+    return above and below
+
+
+def _range_text(name: str) -> str:
+    low, high = VALUE_RANGES[name]
+    left = "(" if name in _EXCLUSIVE_LOW else "["
+    right = ")" if name in _EXCLUSIVE_HIGH else "]"
+    return f"{left}{low:g}, {high:g}{right}"
+
+
+def _check_range(name: str, value: float, path: str, lineno: int) -> None:
+    if not _in_range(name, value):
+        raise CatalogError(path, lineno, f"{name} is out of range", value=repr(value),
+                           fix=f"the parser accepts {name} in {_range_text(name)} (see catalog.VALUE_RANGES)")
 
 
 @dataclass(frozen=True)
@@ -700,10 +757,9 @@ def _visit_from_header(values: dict[str, tuple[str, int]], path: str, last_line:
     if not 0 < fields["altitude_deg"] <= 90:
         raise CatalogError(path, values["altitude"][1], "altitude is not in (0, 90] degrees",
                            value=fields["altitude_deg"], fix="a visit is observed above the horizon")
-    for key, name in (("seeing", "seeing_arcsec"), ("vistime", "exptime_s")):
-        if not fields[name] > 0:
-            raise CatalogError(path, values[key][1], f"{key} is not positive", value=fields[name],
-                               fix=f"give the {key} of the visit")
+    for key, name in (("obshistid", "visit"), ("rightascension", "ra_deg"), ("declination", "dec_deg"),
+                      ("seeing", "seeing_arcsec"), ("vistime", "exptime_s")):
+        _check_range(key, fields[name], path, values[key][1])
     extra = tuple(sorted((key, text) for key, (text, _) in values.items() if key not in _HEADER_FIELDS))
     return Visit(band=BANDS[fields["filter"]], path=path, extra=extra, **fields)
 
@@ -811,9 +867,35 @@ def _object_row(tokens: list[str], line: str, path: str, lineno: int) -> tuple |
         return "a_lt_b"
     if obj_type == "knots" and npoints <= 0:
         return "knots_npoints_le_0"
+    # the common case in one expression (VALUE_RANGES' bounds); _check_object_ranges names the culprit
+    if not (0.0 <= ra <= 360.0 and -90.0 <= dec <= 90.0 and magnorm >= -10.0 and 0.0 <= redshift <= 20.0
+            and kappa < 1.0 and (1.0 - kappa) ** 2 - (gamma1 * gamma1 + gamma2 * gamma2) >= 0.25
+            and (obj_type == "point" or (0.0 < minor and major <= 10.0 and (
+                0.3 <= sersic_n <= 6.2 if obj_type == "sersic2d" else npoints <= 1000)))):
+        _check_object_ranges(obj_type, ra, dec, magnorm, redshift, gamma1, gamma2, kappa, major, minor,
+                             sersic_n, npoints, path, lineno)
     return (tokens[_ID], ra, dec, magnorm, tokens[_SED], redshift, gamma1, gamma2, kappa, dra, ddec,
             obj_type, major, minor, pa_deg, sersic_n, npoints,
             internal_av, internal_rv, galactic_av, galactic_rv, lineno, path)
+
+
+def _check_object_ranges(obj_type: str, ra: float, dec: float, magnorm: float, redshift: float,
+                         gamma1: float, gamma2: float, kappa: float, major: float, minor: float,
+                         sersic_n: float, npoints: int, path: str, lineno: int) -> None:
+    """Refuse an object value outside `VALUE_RANGES`, naming file:line and the range."""
+    for name, value in (("ra", ra), ("dec", dec), ("magnorm", magnorm), ("redshift", redshift),
+                        ("kappa", kappa)):
+        _check_range(name, value, path, lineno)
+    _check_range("reduced shear", math.hypot(gamma1, gamma2) / (1.0 - kappa), path, lineno)
+    _check_range("magnification", 1.0 / ((1.0 - kappa) ** 2 - (gamma1**2 + gamma2**2)), path, lineno)
+    if obj_type == "point":
+        return
+    _check_range("major axis", major, path, lineno)
+    _check_range("minor axis", minor, path, lineno)
+    if obj_type == "sersic2d":
+        _check_range("sersic n", sersic_n, path, lineno)
+    else:
+        _check_range("knots npoints", npoints, path, lineno)
 
 
 def _guess_type(tokens: list[str]) -> str:
