@@ -46,12 +46,6 @@ def test_render_requests_carry_one_overhead_per_visit_and_bundle(tmp_path):
         "b0000": [(1, "R22_S11"), (1, "R22_S12"), (2, "R22_S11")], "b0001": [(2, "R22_S12")]}
 
 
-def test_retries_grow_a_whole_bundle_up_to_a_node():
-    # a bundle planned at 1000 MB on a 2 GB node: x1, x1.5, then capped at 2048/1000
-    assert [campaign.retry_scale(a, 1.5, 1000, 2.0) for a in (1, 2, 3)] == [1.0, 1.5, 2.048]
-    assert campaign.retry_scale(3, 1.5, 3000, 2.0) == 1.0        # never below the plan
-
-
 def test_manifest(tmp_path):
     import numpy as np
     from astropy.io import fits

@@ -22,6 +22,7 @@ import argparse
 import logging
 import sys
 
+from . import retry
 from .errors import Dc2flowError
 
 log = logging.getLogger("dc2flow")
@@ -365,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failure-record", metavar="FILE",
                    help="JSON record of a science error: written when the verb fails with one; a rerun "
                         "of the same command on unchanged inputs then refuses at once (exit 3)")
+    retry.add_arguments(p)  # --attempt-record: why a retry's last attempt failed (dc2flow.retry)
     sub = p.add_subparsers(dest="verb", required=True)
 
     s = sub.add_parser("parse", help="parse an instance catalog once: header -> JSON, objects -> Parquet",
@@ -760,6 +762,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"these same inputs at {prior['utc']} ({args.failure_record}): {prior['message']} "
                   f"[fix the input, or delete the record to force a rerun]", file=sys.stderr)
             return EXIT_NOT_RETRIED
+    retry.begin(args)
     try:
         status = args.func(args) or 0  # a verb may return an exit status (campaign run)
     except Dc2flowError as exc:
@@ -769,6 +772,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     if args.failure_record and os.path.exists(args.failure_record):
         os.remove(args.failure_record)  # the inputs changed and it worked: the old failure is history
+    retry.succeeded(args)
     return status
 
 
