@@ -177,7 +177,7 @@ def test_out_of_memory_render_is_retried_with_more_memory(slurm_cluster, tiny_ca
     got = states(ids)
     assert got[ids[0]] == "FAILED" and got[ids[-1]] == "COMPLETED", got
     mem = requested_mem(ids)
-    assert mb(mem[ids[1]]) > 5 * mb(mem[ids[0]]), mem  # grown by retry_memory_growth (10, capped at the node)
+    assert mb(mem[ids[1]]) > 2 * mb(mem[ids[0]]), mem  # the renders grown by retry_memory_growth (10)
     first_log = (work / ".snakemake" / "slurm_logs").glob(f"group_{bundle}_*/{ids[0]}.log")
     assert "exceeded memory limit" in next(first_log).read_text()
     assert (work / "out" / "bundles" / "done" / f"{bundle}.tsv").exists()
