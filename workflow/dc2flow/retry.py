@@ -91,9 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSON record of this attempt (its request, Slurm job id, cgroup OOM count), "
                              "written at the start and removed on success: a retry reads it to grow "
                              "memory only after an out-of-memory kill (dc2flow.retry)")
-    parser.add_argument("--attempt-mem-mb", type=int, default=0, metavar="MB",
+    parser.add_argument("--attempt-mem-mb", type=int, metavar="MB",
                         help="this attempt's memory request, for --attempt-record")
-    parser.add_argument("--attempt-runtime-min", type=int, default=0, metavar="MIN",
+    parser.add_argument("--attempt-runtime-min", type=int, metavar="MIN",
                         help="this attempt's wall-time request, for --attempt-record")
 
 
@@ -103,7 +103,7 @@ def begin(args: argparse.Namespace) -> None:
         return
     counter = oom_counter_file()
     write_json(args.attempt_record, {
-        "mem_mb": args.attempt_mem_mb, "runtime_min": args.attempt_runtime_min,
+        "mem_mb": args.attempt_mem_mb or 0, "runtime_min": args.attempt_runtime_min or 0,
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "host": os.uname().nodename, "pid": os.getpid(),
         "oom_counter": counter, "oom_kills": read_oom_kills(counter) if counter else None,
         "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
