@@ -20,6 +20,16 @@ SCRIPT = REPO / "scripts" / "slurm-cluster.sh"
 PROFILE = REPO / "profiles" / "ci-slurm"
 BIN = str(Path(sys.executable).parent)
 ON_CI = os.environ.get("CI") == "true"
+# Tests of real components (the Slurm cluster, chromium, PostgreSQL) fail when their set-up fails;
+# DC2FLOW_ALLOW_SKIP=1 (never set on CI) turns that into a skip, for a machine that cannot have them.
+ALLOW_SKIP = os.environ.get("DC2FLOW_ALLOW_SKIP") == "1" and not ON_CI
+
+
+def setup_failed(reason: str):
+    """A real component could not be set up: fail, or skip under DC2FLOW_ALLOW_SKIP=1."""
+    if ALLOW_SKIP:
+        pytest.skip(reason)
+    pytest.fail(f"{reason}\n(set DC2FLOW_ALLOW_SKIP=1 to skip such tests on a machine that cannot run them)")
 SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.\n")
 
 
@@ -43,9 +53,7 @@ def slurm_cluster():
             proc = subprocess.CompletedProcess([str(SCRIPT), "start"], 1, "", repr(exc))
         if proc.returncode != 0:
             reason = f"{SCRIPT.name} start failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
-            if ON_CI:
-                pytest.fail(reason)
-            pytest.skip(reason)
+            setup_failed(reason)
     yield
     if not was_running:
         stopped = cluster("stop")

@@ -56,12 +56,6 @@ def test_plan_lookup_is_built_once_per_plan_file(tmp_path):
     assert campaign.plan_lookup(path).requests[(2, "R22_S12")].mem_mb == 2000  # a new plan is read again
 
 
-def test_retries_grow_a_whole_bundle_up_to_a_node():
-    # a bundle planned at 1000 MB on a 2 GB node: x1, x1.5, then capped at 2048/1000
-    assert [campaign.retry_scale(a, 1.5, 1000, 2.0) for a in (1, 2, 3)] == [1.0, 1.5, 2.048]
-    assert campaign.retry_scale(3, 1.5, 3000, 2.0) == 1.0        # never below the plan
-
-
 def test_manifest(tmp_path):
     import numpy as np
     from astropy.io import fits

@@ -10,7 +10,7 @@ CORE = {"errors", "config", "camera", "io", "photometry", "psf", "display"}
 STAGES = ["catalog", "partition", "estimate", "bundle", "render", "validation", "registry"]  # in data-flow order
 TOP = {"campaign": set(STAGES), "synthetic": set(), "mosaic": set(), "failures": set(), "status": {"bundle", "registry"}, "calibrate": {"estimate"}, "viewer": {"registry"},
        "forecast": {"catalog", "partition", "estimate", "bundle", "campaign"},
-       "sharding": {"campaign"}, "cli": None}  # None: anything
+       "sharding": {"campaign"}, "retry": set(), "cli": None}  # None: anything
 
 
 def _imports(module: str) -> set[str]:

@@ -13,7 +13,7 @@ import pytest
 from astropy.io import fits
 from sqlalchemy import select
 
-from conftest import REGISTRY_SENSORS, campaign_args, env_with_venv, run_snakemake
+from conftest import REGISTRY_SENSORS, campaign_args, env_with_venv, run_snakemake, setup_failed
 from dc2flow import registry
 from dc2flow import status as files_status
 from dc2flow.errors import RegistryError
@@ -294,7 +294,7 @@ def postgres_url(tmp_path_factory):
 
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not bins:
-        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+        setup_failed("PostgreSQL server binaries not installed (bash scripts/install-postgresql.sh, or apt-get install postgresql)")
     bindir = os.path.dirname(bins[-1])
     import tempfile
 

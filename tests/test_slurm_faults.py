@@ -93,6 +93,19 @@ def states(ids) -> dict[str, str]:
     return dict(line.split()[:2] for line in proc.stdout.splitlines() if line.strip())
 
 
+def requested_mem(ids) -> dict[str, str]:
+    """Slurm job id -> its memory request (squeue %m, e.g. 2000M)."""
+    ids = list(ids)
+    proc = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i %m", "--jobs", ",".join(ids)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return dict(line.split()[:2] for line in proc.stdout.splitlines() if line.strip())
+
+
+def mb(text: str) -> float:
+    return float(text[:-1]) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[text[-1]]
+
+
 def group_jobs(r: Run) -> dict[str, list[str]]:
     """bundle -> its Slurm job ids in submission order."""
     out: dict[str, list[str]] = {}
@@ -163,6 +176,8 @@ def test_out_of_memory_render_is_retried_with_more_memory(slurm_cluster, tiny_ca
     assert len(ids) >= 2, ids
     got = states(ids)
     assert got[ids[0]] == "FAILED" and got[ids[-1]] == "COMPLETED", got
+    mem = requested_mem(ids)
+    assert mb(mem[ids[1]]) > 2 * mb(mem[ids[0]]), mem  # the renders grown by retry_memory_growth (10)
     first_log = (work / ".snakemake" / "slurm_logs").glob(f"group_{bundle}_*/{ids[0]}.log")
     assert "exceeded memory limit" in next(first_log).read_text()
     assert (work / "out" / "bundles" / "done" / f"{bundle}.tsv").exists()
@@ -184,6 +199,8 @@ def test_cancelled_bundle_job_is_retried(slurm_cluster, tiny_catalog, tmp_path):
     got = states(ids)
     assert ids[0] == slurm_id and len(ids) >= 2, ids
     assert got[slurm_id] == "CANCELLED" and got[ids[-1]] == "COMPLETED", got
+    mem = requested_mem(ids)
+    assert len(set(mem.values())) == 1, mem  # not an out-of-memory kill: the same request again
 
 
 def test_killed_driver_resumes_without_redoing_finished_images(slurm_cluster, tiny_catalog, tmp_path):
@@ -227,7 +244,8 @@ def test_killed_driver_resumes_without_redoing_finished_images(slurm_cluster, ti
 
 
 def test_drained_node_resumes(slurm_cluster, tiny_catalog, tmp_path):
-    """The node drained (and resumed 5 s later) while the campaign runs: the run completes."""
+    """The node drained (and resumed 5 s later) while the campaign runs: a job waits (PENDING) during
+    the drain, and the run completes."""
     node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True,
                           timeout=30).stdout.split()[0]
     work = tmp_path / "wf"
@@ -242,7 +260,13 @@ def test_drained_node_resumes(slurm_cluster, tiny_catalog, tmp_path):
         subprocess.run(["scontrol", "update", f"nodename={node}", "state=drain", "reason=test"], check=True,
                        timeout=30)
         drained = True
-        time.sleep(5)
+        # drained for at least 5 s and until a job of the run is seen waiting for the node (at most
+        # 120 s: a job submitted during the drain pends), else the drain touched nothing
+        pending, t0 = set(), time.monotonic()
+        while time.monotonic() - t0 < 5 or not pending and time.monotonic() - t0 < 120 and r.proc.poll() is None:
+            pending |= {i for i, s in states(slurm_id for _, slurm_id, _ in r.submitted()).items() if s == "PENDING"}
+            time.sleep(0.2)
+        assert pending, f"no job of the run was PENDING while the node was drained:\n{r.output()[-3000:]}"
     except BaseException:
         r.kill()
         raise

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import ON_CI, REPO, env_with_venv
+from conftest import REPO, env_with_venv, setup_failed
 from dc2flow import registry
 from dc2flow.viewer import create_app, resolve_image
 
@@ -154,7 +154,7 @@ def chromium():
         proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             reason = f"{script.name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
-            pytest.fail(reason) if ON_CI else pytest.skip(reason)
+            setup_failed(reason)
     return CHROMIUM
 
 

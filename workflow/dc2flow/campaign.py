@@ -107,17 +107,6 @@ def bundle_members(plan_csv: str | os.PathLike) -> dict[str, list[tuple[int, str
     return plan_lookup(plan_csv).members
 
 
-def retry_scale(attempt: int, growth: float, bundle_mem_mb: int, node_memory_gb: float) -> float:
-    """The factor by which retry ``attempt`` (1, 2, ...) scales a render's memory request.
-
-    ``growth**(attempt-1)``, so an out-of-memory job comes back bigger (as Rubin's BPS does with its
-    memory multiplier), but never so much that the bundle's members, which run side by side and
-    whose requests Snakemake adds up for the group job, ask for more than a node.
-    """
-    cap = node_memory_gb * 1024 / bundle_mem_mb if bundle_mem_mb > 0 else math.inf
-    return max(1.0, min(growth ** (max(attempt, 1) - 1), cap))
-
-
 def write_manifest(images: list[str], out: str) -> None:
     """A bundle's record of what it made: path, bytes and FITS DATASUM of every image (TSV)."""
     from astropy.io import fits

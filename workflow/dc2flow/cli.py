@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 
+from . import retry
 from .errors import Dc2flowError
 from .failures import EXIT_ERROR, EXIT_NOT_RETRIED
 
@@ -368,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failure-record", metavar="FILE",
                    help="JSON record of a science error: written when the verb fails with one; a rerun "
                         "of the same command on unchanged inputs then refuses at once (exit 3)")
+    retry.add_arguments(p)  # --attempt-record: why a retry's last attempt failed (dc2flow.retry)
     sub = p.add_subparsers(dest="verb", required=True)
 
     s = sub.add_parser("parse", help="parse an instance catalog once: header -> JSON, objects -> Parquet",
@@ -725,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
         if prior:
             print(failures.not_retried_message(args.verb, record, prior), file=sys.stderr)
             return EXIT_NOT_RETRIED
+    retry.begin(args)
     try:
         status = args.func(args) or 0  # a verb may return an exit status (campaign run)
     except Dc2flowError as exc:
@@ -734,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     if record:
         failures.clear(record)
+    retry.succeeded(args)
     return status
 
 

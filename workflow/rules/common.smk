@@ -9,7 +9,7 @@ from snakemake.common import overwrite_function_params
 from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.io import checkpoint_target
 
-from dc2flow import campaign, registry
+from dc2flow import campaign, registry, retry
 from dc2flow.camera import get_sensor
 from dc2flow.config import options_json, physics_options, selected_sensors, validate
 
@@ -136,26 +136,43 @@ def bundle_of_join(wildcards):
     return wildcards.bundle
 
 
-def _retry_scale(req, attempt):
-    return campaign.retry_scale(attempt, BUNDLE["retry_memory_growth"], req.bundle_mem_mb if req else 0,
-                                BUNDLE["node_memory_gb"])
+ATTEMPT_RECORD = f"{OUT}/failures/attempts/render/{{visit}}_{{det_name}}.json"
+"""Where a render records its attempt (dc2flow.retry): read by its retry, removed on success.  A
+pattern for params (Snakemake fills it: no function per job while it plans)."""
 
 
-@signature_once
-def render_mem_mb(wildcards, attempt):
-    req = _request(wildcards)
-    return int((req.mem_mb if req else BUNDLE["fallback_mem_gb"] * 1024) * _retry_scale(req, attempt))
+def attempt_record(wildcards):
+    return ATTEMPT_RECORD.format(visit=wildcards.visit, det_name=wildcards.det_name)
 
 
 GROUP_TAIL_MIN = 1  # finish_bundle asks 1 minute after the renders
 
 
+def _render_request(wildcards, attempt):
+    """(mem_mb, runtime_min) of a render: the plan's on attempt 1; on a retry grown only for the
+    cause of the last attempt's failure (memory after a memory kill, time after a time-limit
+    kill), memory capped at this member's share of the node (a bundle's requests add up)."""
+    req = _request(wildcards)
+    mem = int(req.mem_mb if req else BUNDLE["fallback_mem_gb"] * 1024)
+    runtime_cap = max(1, BUNDLE["time_limit_s"] / 60 - GROUP_TAIL_MIN)
+    minutes = int(max(1, min(math.ceil(req.runtime_min if req else BUNDLE["fallback_runtime_min"]), runtime_cap)))
+    if attempt <= 1:
+        return mem, minutes
+    bundle_mem = req.bundle_mem_mb if req else 0
+    mem_cap = mem * BUNDLE["node_memory_gb"] * 1024 / bundle_mem if bundle_mem > 0 else math.inf
+    last, why = retry.last_attempt(attempt_record(wildcards))
+    return retry.next_request(mem, minutes, last, why, BUNDLE["retry_memory_growth"], mem_cap, runtime_cap)
+
+
+@signature_once
+def render_mem_mb(wildcards, attempt):
+    return _render_request(wildcards, attempt)[0]
+
+
 @signature_once
 def render_runtime_min(wildcards, attempt):
     """Minutes; Snakemake adds a group's layers up, so the bundle's request stays within the time limit."""
-    req = _request(wildcards)
-    minutes = (req.runtime_min if req else BUNDLE["fallback_runtime_min"]) * BUNDLE["retry_memory_growth"] ** (attempt - 1)
-    return int(max(1, min(math.ceil(minutes), BUNDLE["time_limit_s"] / 60 - GROUP_TAIL_MIN)))
+    return _render_request(wildcards, attempt)[1]
 
 
 def plan_members():

@@ -28,11 +28,13 @@ rule render_sensor:
         visit=f"{OUT}/catalog/{{visit}}/visit.json",
         sources=f"{OUT}/catalog/{{visit}}/sources.json",
         failure=failure_record("render", "visit", "band", "det_name", "det_num"),
+        attempt=ATTEMPT_RECORD,  # the retry reads why this attempt failed (dc2flow.retry)
         options=OPTIONS,
         root=output_root,  # stored paths in the record are relative to it
         shard=config["shard"],  # a sharded campaign's bundles are recorded as {shard}/{bundle}
     shell:
-        "dc2flow -v --failure-record {params.failure:q} render {params.visit:q} {params.partition:q} --det-name {wildcards.det_name}"
+        "dc2flow -v --failure-record {params.failure:q} --attempt-record {params.attempt:q}"
+        " --attempt-mem-mb {resources.mem_mb} --attempt-runtime-min {resources.runtime} render {params.visit:q} {params.partition:q} --det-name {wildcards.det_name}"
         " --sources {params.sources:q} --out {output.image:q} --truth {output.truth:q}"
         " --record {output.record:q} --record-root {params.root:q} --plan {input.plan:q} --shard={params.shard:q}"
         " --options {params.options:q} > {log:q} 2>&1"
