@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "workflow" / "dc2flow"
-CORE = {"errors", "config", "camera", "io", "photometry", "psf", "display"}
+CORE = {"errors", "config", "camera", "io", "photometry", "psf", "display", "smk"}
 STAGES = ["catalog", "partition", "estimate", "bundle", "render", "validation", "registry"]  # in data-flow order
 TOP = {"campaign": set(STAGES), "synthetic": set(), "mosaic": set(), "failures": set(), "status": {"bundle", "registry"}, "calibrate": {"estimate"}, "viewer": {"registry"},
        "forecast": {"catalog", "partition", "estimate", "bundle", "campaign"},

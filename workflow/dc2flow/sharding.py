@@ -394,9 +394,9 @@ def profile_configfiles(profile: str) -> list[str]:
     Raises:
         CampaignError: the profile cannot be found, or names a config file that does not exist.
     """
-    from snakemake.cli import get_profile_dir
+    from .smk import find_profile
 
-    found = get_profile_dir(profile)
+    found = find_profile(profile)
     if found is None:
         raise CampaignError(profile, "no such Snakemake profile (a folder with config.yaml, or a profile name)",
                             fix="give a profile folder such as profiles/local")

@@ -17,6 +17,7 @@ from typing import Sequence
 from .camera import N_SCIENCE_SENSORS
 from .io import read_benchmark
 from .registry import IMAGE_RE, utc_now
+from .smk import incomplete_outputs
 
 PRE_RENDER_STAGES = ("catalog", "partition", "estimate")
 
@@ -66,36 +67,6 @@ def expected_sensors(outdir: str | os.PathLike) -> tuple[dict[int, list[str]], d
         visit = int(m.group(1)) if m else int(os.path.basename(os.path.dirname(path)))
         out.setdefault(visit, []).append(m.group(4) if m else name[:7])
     return out, bundles, source
-
-
-def incomplete_outputs(workdir: str | os.PathLike) -> set[str]:
-    """The outputs Snakemake marks as being made, from ``{workdir}/.snakemake/incomplete/``, as real paths.
-
-    Snakemake (9.x, ``snakemake/persistence/file.py``) writes one marker per output of a job it
-    starts and removes it when the job fails or finishes.  The marker's name is the output path as
-    the Snakefile wrote it (relative to the working directory, or absolute), urlsafe-base64 encoded;
-    a name longer than the file system allows is split into folders, every part but the last
-    starting with ``@``.  A driver killed mid-job leaves its markers until the next run there.
-    """
-    from base64 import urlsafe_b64decode
-
-    top = os.path.join(os.fspath(workdir), ".snakemake", "incomplete")
-    base = os.path.realpath(workdir)
-    out: set[str] = set()
-    for dirpath, _, files in os.walk(top):
-        rel = os.path.relpath(dirpath, top)
-        parts = [] if rel == "." else rel.split(os.sep)
-        if not all(p.startswith("@") for p in parts):
-            continue
-        for name in files:
-            if name == "migration_underway":
-                continue
-            try:
-                key = urlsafe_b64decode("".join(p[1:] for p in parts) + name).decode()
-            except (ValueError, UnicodeDecodeError):
-                continue
-            out.add(os.path.realpath(os.path.join(base, key)))
-    return out
 
 
 def _first(pattern: str) -> str | None:
@@ -166,7 +137,7 @@ def campaign_status(outdir: str | os.PathLike, workdir: str | os.PathLike | Sequ
       log but no Snakemake incomplete marker and no benchmark record newer than the log (the job
       ended without success: an error, or killed for memory, by ``scancel`` or with its node);
     - *running* when Snakemake's incomplete marker for its image exists in
-      ``{workdir}/.snakemake/incomplete/`` (see :func:`incomplete_outputs`);
+      ``{workdir}/.snakemake/incomplete/`` (see :func:`dc2flow.smk.incomplete_outputs`);
     - *missing* otherwise (not started, or its image deleted after its job succeeded).
 
     A driver killed mid-job leaves its markers, so its jobs show as running until Snakemake is

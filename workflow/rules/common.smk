@@ -1,15 +1,11 @@
 # Shared helpers: config validation, the visit list, wildcard constraints, input functions.
 # All logic lives in the dc2flow package; this file only connects it to Snakemake.
-import inspect
 import math
 import os
 import shlex
 
-from snakemake.common import overwrite_function_params
-from snakemake.exceptions import IncompleteCheckpointException
-from snakemake.io import checkpoint_target
 
-from dc2flow import campaign, registry, retry
+from dc2flow import campaign, registry, retry, smk
 from dc2flow.camera import get_sensor
 from dc2flow.config import options_json, physics_options, selected_sensors, validate
 
@@ -98,11 +94,10 @@ def node_options():
             f" --solver {BUNDLE['solver']} --solve-time-limit-s {BUNDLE['solve_time_limit_s']}")
 
 
-def signature_once(func):
-    """Snakemake reads a function's signature at every call (~50 us); the functions below run several
-    times per render job while Snakemake plans, so give it the signature once (planning speed)."""
-    overwrite_function_params(func, inspect.signature(func).parameters)
-    return func
+# Snakemake internals come through dc2flow.smk (one adapter, tested against the pinned version):
+# signature_once gives Snakemake a per-job function's signature once (planning speed).
+signature_once = smk.signature_once
+IncompleteCheckpointException = smk.incomplete_checkpoint_type()
 
 
 def _requests():
@@ -111,7 +106,7 @@ def _requests():
     The plan is the complete record of each render's request (bundle, mem_mb, runtime_min,
     bundle_mem_mb): one read per plan file (campaign.plan_lookup caches it on path and mtime)."""
     if not os.path.exists(PLAN):  # surely incomplete: say so without Snakemake's lookup (runs per job)
-        raise IncompleteCheckpointException(checkpoints.bundle_campaign.rule, checkpoint_target(PLAN))
+        raise smk.incomplete_checkpoint(checkpoints.bundle_campaign, PLAN)
     return campaign.render_requests(checkpoints.bundle_campaign.get().output.plan)
 
 
