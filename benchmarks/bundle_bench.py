@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark ``dc2flow.bundle.plan_bundles``: bundles, bounds, solve time and memory.
+"""Benchmark ``dc2flow.packing.plan_bundles``: bundles, bounds, solve time and memory.
 
 What is measured
 ----------------
@@ -40,8 +40,8 @@ import tracemalloc
 
 import numpy as np
 
-from dc2flow.bundle import (Job, Node, check_plan, dc2_flat_bundles, first_fit_decreasing, lower_bound,
-                            plan_bundles, read_jobs, strong_lower_bound)
+from dc2flow.packing import (Job, Node, check_plan, dc2_flat_bundles, first_fit_decreasing, lower_bound,
+                             plan_bundles, read_jobs, strong_lower_bound)
 
 N_SENSORS = 189
 NODE_SHAPES = ((256.0, 64, 10.0), (64.0, 32, 10.0))  # (memory GB, cores, visit overhead GB)

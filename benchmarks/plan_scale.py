@@ -2,6 +2,7 @@
 
     python benchmarks/plan_scale.py                          # 1, 10, 100, 300 visits; both states; bare
     python benchmarks/plan_scale.py --visits 1 10 100 --states fresh --workdir /tmp/plan
+    python benchmarks/plan_scale.py --visits 100 --states fresh bare --repeat 3   # the ratio target
 
 For each campaign size it times ``snakemake -n`` (``/usr/bin/time -v``: wall, user CPU, peak RSS)
 on the pipeline's Snakefile in two states, and on a bare Snakefile of the same shape:
@@ -18,7 +19,9 @@ on the pipeline's Snakefile in two states, and on a bare Snakefile of the same s
 
 The catalogs are copies of one small synthetic catalog with their own visit numbers (planning
 reads only headers). Nothing is rendered. Figures depend on the machine: compare the rows of one
-run, not runs on different machines.
+run, not runs on different machines.  With ``--repeat N`` the states run N times, interleaved
+(fresh, planned, bare, fresh, ...), and each state's median wall time is printed beside the bare
+Snakefile's with their ratio (target: fresh and planned <= 1.5x bare at 100 visits).
 """
 
 from __future__ import annotations
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="dc2flow bundle options for the planned state [default: a Perlmutter CPU node, as "
                          "profiles/perlmutter/node.yaml; config/config.yaml's small 16 GB / 4-core default "
                          "makes ~25 bundles, so ~25 more jobs, per visit]")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each state, interleaved [default: 1]")
     args = ap.parse_args(argv)
     root = Path(args.workdir or tempfile.mkdtemp(prefix="dc2flow-plan-")).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -157,24 +161,33 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'state':8s} {'visits':>6s} {'renders':>8s} {'jobs':>7s} {'wall s':>8s} {'user s':>8s} {'RSS MB':>8s}")
     for n in args.visits:
         catalogs = make_catalogs(root, n)
-        for state in args.states:
-            if state == "bare":
-                work = root / f"bare-{n}"
-                work.mkdir(exist_ok=True)
-                (work / "Snakefile").write_text(BARE)
-                cmd = [snakemake, "-n", "--cores", "2", "--config", f"nvis={n}"]
-            else:
-                work = root / f"{state}-{n}"
-                if work.exists():
-                    shutil.rmtree(work)
-                work.mkdir()
-                write_config(work / "config.yaml", catalogs, work / "out")
-                if state == "planned":
-                    make_planned(work / "out", n, args.node.split())
-                cmd = [snakemake, "-s", str(REPO / "Snakefile"), "-n", "--cores", "2", "--configfile", "config.yaml"]
-            r = timed(cmd, work)
-            print(f"{state:8s} {n:6d} {r['renders']:8d} {r['jobs']:7d} {r['wall_s']:8.2f} {r['user_s']:8.2f} "
-                  f"{r['rss_mb']:8.0f}", flush=True)
+        walls: dict[str, list[float]] = {}
+        for _ in range(args.repeat):
+            for state in args.states:
+                if state == "bare":
+                    work = root / f"bare-{n}"
+                    work.mkdir(exist_ok=True)
+                    (work / "Snakefile").write_text(BARE)
+                    cmd = [snakemake, "-n", "--cores", "2", "--config", f"nvis={n}"]
+                else:
+                    work = root / f"{state}-{n}"
+                    if work.exists():
+                        shutil.rmtree(work)
+                    work.mkdir()
+                    write_config(work / "config.yaml", catalogs, work / "out")
+                    if state == "planned":
+                        make_planned(work / "out", n, args.node.split())
+                    cmd = [snakemake, "-s", str(REPO / "Snakefile"), "-n", "--cores", "2", "--configfile", "config.yaml"]
+                r = timed(cmd, work)
+                walls.setdefault(state, []).append(r["wall_s"])
+                print(f"{state:8s} {n:6d} {r['renders']:8d} {r['jobs']:7d} {r['wall_s']:8.2f} {r['user_s']:8.2f} "
+                      f"{r['rss_mb']:8.0f}", flush=True)
+        if "bare" in walls:
+            bare = float(np.median(walls["bare"]))
+            for state in (s for s in args.states if s != "bare"):
+                med = float(np.median(walls[state]))
+                print(f"ratio    {n:6d} {state}/bare: median {med:.2f} s / {bare:.2f} s = {med / bare:.2f}x "
+                      f"({args.repeat} runs each, interleaved)", flush=True)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Tests of dc2flow.bundle: feasibility, optimality on hand-made cases, determinism, bad input, files."""
+"""Tests of dc2flow.packing: feasibility, optimality on hand-made cases, determinism, bad input, files."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 
 from dc2flow.camera import DET_NAMES
 
-from dc2flow.bundle import (PLAN_COLUMNS, Job, Node, Plan, check_plan, dc2_flat_bundles, first_fit_decreasing,
-                            format_summary, lower_bound, node_seconds_bound, plan_bundles, read_jobs, read_plan,
-                            run_cli, solve_milp, strong_lower_bound, visit_first_fit, write_plan)
+from dc2flow.packing import (PLAN_COLUMNS, Job, Node, Plan, check_plan, dc2_flat_bundles, first_fit_decreasing,
+                             format_summary, lower_bound, node_seconds_bound, plan_bundles, read_jobs, read_plan,
+                             run_cli, solve_milp, strong_lower_bound, visit_first_fit, write_plan)
 from dc2flow.errors import BundlingError, ConfigError, EstimateError
 
 TOL_GB = 1e-6

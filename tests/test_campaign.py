@@ -23,7 +23,7 @@ def test_visits_read_headers_only(tmp_path):
 
 
 def _plan(tmp_path):
-    from dc2flow.bundle import Job, Node, Plan, write_plan
+    from dc2flow.packing import Job, Node, Plan, write_plan
 
     jobs = {(v, s): Job(v, s, 1.0 + i, 90.0) for v in (1, 2) for i, s in enumerate(("R22_S11", "R22_S12"))}
     plan = Plan(((jobs[1, "R22_S11"], jobs[1, "R22_S12"], jobs[2, "R22_S11"]), (jobs[2, "R22_S12"],)), Node(16.0, 4, 0.5))

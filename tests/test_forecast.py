@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from dc2flow.bundle import Job, Node, dc2_flat_bundles
+from dc2flow.packing import Job, Node, dc2_flat_bundles
 from dc2flow.errors import ConfigError, ForecastError
 from dc2flow.forecast import (PER_VISIT_SLURM_JOBS, Site, VisitSample, costs, disk_bytes, flat_bundles, image_bytes,
                               read_profile, sample_visits)

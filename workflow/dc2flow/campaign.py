@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from .bundle import PlanRow, read_plan
+from .packing import PlanRow, read_plan
 from .camera import get_sensor
 from .catalog import read_header
 from .config import resolve_catalogs
@@ -60,7 +60,7 @@ def truth_name(visit: int, band: str, det_name: str, snap: int = 0) -> str:
 
 
 RenderRequest = PlanRow
-"""What one render job asks its scheduler for: its row of the bundle plan (:class:`dc2flow.bundle.PlanRow`,
+"""What one render job asks its scheduler for: its row of the bundle plan (:class:`dc2flow.packing.PlanRow`,
 with ``bundle``, ``mem_mb``, ``runtime_min`` and ``bundle_mem_mb``)."""
 
 
@@ -78,7 +78,7 @@ class PlanLookup:
 
 
 def plan_lookup(plan_csv: str | os.PathLike) -> PlanLookup:
-    """The plan's :class:`PlanLookup`, read (and checked) by :func:`dc2flow.bundle.read_plan` once
+    """The plan's :class:`PlanLookup`, read (and checked) by :func:`dc2flow.packing.read_plan` once
     per file: cached on the path and modification time, since Snakemake asks for every job.
 
     Raises:

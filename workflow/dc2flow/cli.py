@@ -128,7 +128,7 @@ def _cmd_calibrate(args) -> None:
 
 
 def _cmd_bundle(args) -> None:
-    from .bundle import Node, format_summary, run_cli
+    from .packing import Node, format_summary, run_cli
 
     node = Node(memory_gb=args.node_memory_gb, cores=args.node_cores, visit_overhead_gb=args.visit_overhead_gb,
                 time_limit_s=args.time_limit_s)

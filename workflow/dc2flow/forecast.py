@@ -3,7 +3,7 @@
 A campaign of thousands of visits cannot be estimated in full before deciding to run it, but its
 cost is a sum over visits.  :func:`forecast` runs the pipeline's own parse, partition and estimate
 functions on a few visits (``sample``, evenly spaced among the visits sorted by number), packs
-their sensor jobs with the real bundler (:func:`dc2flow.bundle.plan_bundles`) for the site's node
+their sensor jobs with the real bundler (:func:`dc2flow.packing.plan_bundles`) for the site's node
 shape, and scales the per-visit figures by ``visits / sampled visits``.  The same jobs packed by
 DC2's flat rule (2 GB per sensor, 10 GB per visit, one visit per bundle) give the comparison.
 
@@ -47,7 +47,7 @@ from typing import Sequence
 import numpy as np
 
 from . import camera
-from .bundle import DC2_SENSOR_GB, DC2_VISIT_GB, Job, Node, dc2_flat_bundles, dc2_flat_size, plan_bundles
+from .packing import DC2_SENSOR_GB, DC2_VISIT_GB, Job, Node, dc2_flat_bundles, dc2_flat_size, plan_bundles
 from .campaign import visits as campaign_visits
 from .estimate import read_estimates
 from .config import load, merge, physics_options, profile_configfiles, read_yaml, validate
@@ -73,7 +73,7 @@ class Site:
     """Where the campaign runs: the node shape the bundler packs for and the forecast parameters.
 
     Parameters:
-        node:        the :class:`~dc2flow.bundle.Node`.
+        node:        the :class:`~dc2flow.packing.Node`.
         forecast:    the config section ``forecast`` (``job_startup_s``, ...).
         cpus_per_job: CPUs of a per-visit job (the profile's ``default-resources: cpus_per_task``).
         source:      where it was read from (a profile folder, or ``config/config.yaml``).
@@ -299,8 +299,8 @@ class Costs:
 def flat_bundles(jobs: Sequence[Job], node: Node) -> list[list[Job]] | None:
     """DC2's flat rule as bundles: per visit, sensors in detector order, ``k`` to a bundle.
 
-    ``k`` is :func:`dc2flow.bundle.dc2_flat_size`, so the count equals
-    :func:`dc2flow.bundle.dc2_flat_bundles`.  None when not one sensor fits a node.
+    ``k`` is :func:`dc2flow.packing.dc2_flat_size`, so the count equals
+    :func:`dc2flow.packing.dc2_flat_bundles`.  None when not one sensor fits a node.
     """
     k = dc2_flat_size(node)
     if k is None:

@@ -240,7 +240,7 @@ def make_record(image: str | os.PathLike, outdir: str | os.PathLike, bundle: str
 
 def bundle_from_plan(plan: str | os.PathLike, image: str | os.PathLike) -> str | None:
     """The bundle of an image's (visit, det_name) in a bundle plan CSV; None when the plan lacks it."""
-    from .bundle import read_plan
+    from .packing import read_plan
 
     m = IMAGE_RE.match(os.path.basename(image))
     if not m or not os.path.exists(plan):

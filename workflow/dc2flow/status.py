@@ -45,7 +45,7 @@ def expected_sensors(outdir: str | os.PathLike) -> tuple[dict[int, list[str]], d
     sharded campaign, whose bundles are named ``{shard}/{bundle}``) when one exists, else from the
     partition files (``partitions/{visit}/{det_name}.parquet``), else from the images present.
     """
-    from .bundle import read_plan
+    from .packing import read_plan
 
     out: dict[int, list[str]] = {}
     bundles: dict[tuple[int, str], str] = {}
