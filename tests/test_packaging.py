@@ -30,13 +30,24 @@ def test_a_non_editable_install_runs_the_workflow(tmp_path):
     import sys
     import zipfile
 
-    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    import shutil
+
+    wheels, site, source = tmp_path / "wheels", tmp_path / "site", tmp_path / "source"
+    # build from a copy of the checkout's files (setuptools writes build/ beside the sources)
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for name in files:
+        if (REPO / name).exists() or (REPO / name).is_symlink():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name, follow_symlinks=False)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(wheels), str(REPO)], check=True, timeout=600)
+                    "--wheel-dir", str(wheels), str(source)], check=True, timeout=600)
     (wheel,) = wheels.glob("dc2flow-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for data in ("dc2flow/data/config.yaml", "dc2flow/data/config.schema.yaml", "dc2flow/data/resource_model.json"):
+    for data in ("dc2flow/data/config.yaml", "dc2flow/data/config.schema.yaml", "dc2flow/data/resource_model.json",
+                 "dc2flow/packing/planner.py"):
         assert data in names, f"{data} missing from {wheel.name}"
+    assert not any(n.startswith("dc2flow/bundle") for n in names), "a stale module in the wheel"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
                    check=True, timeout=600)
     env = {**os.environ, "PYTHONPATH": str(site), "PATH": f"{site / 'bin'}{os.pathsep}{os.environ['PATH']}"}
