@@ -30,7 +30,9 @@ demo: venv
 	@echo "Look at the images: $(BIN)/dc2flow viewer $(DEMO)/results   (http://127.0.0.1:8765/)"
 
 # Tests marked serial measure wall time or load the whole machine: they run alone, after the rest.
+# ruff lints the package, tests and scripts first (the rules' Snakemake syntax: snakemake --lint, in the tests).
 test: venv
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --durations=15 -m "not serial" tests
 	$(BIN)/python -m pytest --durations=5 -m serial tests
 

@@ -1,6 +1,5 @@
 """Calibration: recovers a known model, errs high, and predicts real render jobs it did not see."""
 
-import json
 import os
 import subprocess
 import sys

@@ -10,8 +10,6 @@ a worker that started the cluster would stop it under another worker's test.
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 import sys
 import time

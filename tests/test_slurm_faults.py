@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 import yaml
 from astropy.io import fits
 
-from conftest import BIN, PROFILE, REPO, SUBMITTED, env_with_venv
+from conftest import PROFILE, REPO, SUBMITTED, env_with_venv
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
 

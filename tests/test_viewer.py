@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,7 +180,7 @@ def viewer(registered_campaign, tmp_path_factory):
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise AssertionError(f"viewer did not start:\n{proc.stdout.read()}")
+                raise AssertionError(f"viewer did not start:\n{proc.stdout.read()}") from None
             time.sleep(0.2)
     yield base, db
     proc.terminate()

@@ -7,7 +7,6 @@ for the output names, so the names are defined once, here.
 from __future__ import annotations
 
 import functools
-import math
 import os
 from dataclasses import dataclass
 

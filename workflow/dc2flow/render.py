@@ -34,7 +34,6 @@ import numpy as np
 
 from . import __version__, camera
 from .catalog import Visit
-from .errors import RenderError
 from .io import atomic_output, derive_seed
 from .partition import VisitConditions, read_partition_table
 

@@ -182,7 +182,6 @@ def model_psf_figures(psf, pixel_scale_arcsec: float) -> tuple[float, float]:
 
     Also returns the aperture: :data:`APERTURE_FWHM` model FWHMs.
     """
-    import galsim
 
     size = 2 * STAMP_HALF_PX + 1
     fwhm = []

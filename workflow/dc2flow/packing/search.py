@@ -119,7 +119,7 @@ def _repack(bundles: list[tuple[Job, ...]], node: Node, solver: str, deadline: f
     bundles' room), then :func:`_reinsert` (the integer program), pass after pass, until a pass
     saves nothing, the plan meets ``lb`` or ``deadline`` passes.
     """
-    V, M, C = node.visit_overhead_gb, node.memory_gb, node.cores
+    M, C = node.memory_gb, node.cores
     bundles = [tuple(b) for b in bundles]
     spills = reinserts = 0
     failed: set[tuple[int, int]] = set()  # (visit, bundle count) already tried by the program
