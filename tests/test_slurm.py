@@ -13,6 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,31 @@ from conftest import PROFILE, REPO, SUBMITTED, env_with_venv
 pytestmark = pytest.mark.slow
 
 
+RENDER_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) dc2flow\.render INFO: \d+ \S+: (started|\{)",
+                             re.MULTILINE)
+
+
+def render_interval(out: Path, visit: int, det_name: str) -> tuple[float, float]:
+    """(start, end) of a render in seconds, as the render process logged them (``dc2flow.render``
+    logs "started" on entry and its summary after writing the image). Both lie inside the job's
+    run, so two logged intervals overlap only if the jobs did. Not file mtimes: Snakemake's driver
+    touches a group job's outputs, benchmark records included, after the whole group ends."""
+    (log,) = (out / "logs" / "render" / f"{visit:08d}").glob(f"*-{det_name}-det*.log")
+    stamps = {kind: datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+              for stamp, kind in RENDER_LOG_LINE.findall(log.read_text())}
+    assert set(stamps) == {"started", "{"}, f"{log}: no start and end lines:\n{log.read_text()[-2000:]}"
+    start, end = stamps["started"], stamps["{"]
+    (bench,) = (out / "benchmarks" / "render" / f"{visit:08d}").glob(f"*-{det_name}-det*.tsv")
+    header, row = bench.read_text().splitlines()[:2]
+    wall_s = float(dict(zip(header.split("\t"), row.split("\t")))["s"])  # the whole command's wall time
+    assert 0 < end - start <= wall_s + 0.01, (log, start, end, wall_s)
+    return start, end
+
+
 def test_bundles_run_as_one_slurm_job_each(slurm_cluster, tiny_catalog, tmp_path):
     """Two visits x three sensors: per-visit jobs go to Slurm one by one, and every bundle of the
-    plan is exactly one Slurm job holding its renders, requesting the planned cores and memory."""
+    plan is exactly one Slurm job holding its renders, requesting the planned cores and memory,
+    whose renders ran side by side (every two members of a bundle overlapped in time)."""
     from dc2flow.campaign import bundle_members, render_requests
     from dc2flow.synthetic import make_catalog
 
@@ -76,6 +99,21 @@ def test_bundles_run_as_one_slurm_job_each(slurm_cluster, tiny_catalog, tmp_path
     groups = {kind.split("_")[1]: jobs for kind, jobs in by_kind.items()}
     assert set(groups) == set(members) and all(len(jobs) == 1 for jobs in groups.values()), by_kind
     assert len(members) >= 3                                   # 6 sensors, at most 2 per node
+
+    # the members of each bundle ran at the same time, not one after another inside their job
+    # (snakemake-executor-plugin-slurm #469: a group job's Snakemake runs with `--jobs 1`)
+    multi = {bundle: m for bundle, m in members.items() if len(m) >= 2}
+    assert multi, members
+    for bundle, group in multi.items():
+        spans = {member: render_interval(work / "out", *member) for member in group}
+        for a, b in ((a, b) for i, a in enumerate(group) for b in group[i + 1:]):
+            (start_a, end_a), (start_b, end_b) = spans[a], spans[b]
+            overlap = min(end_a, end_b) - max(start_a, start_b)
+            assert overlap > 0, (f"bundle {bundle}: {a} ran {start_a:.2f}-{end_a:.2f} and {b} ran "
+                                 f"{start_b:.2f}-{end_b:.2f} (s): one after another, not side by side")
+        print(f"bundle {bundle}: members overlap by "
+              f"{min(e for _, e in spans.values()) - max(s for s, _ in spans.values()):.2f} s "
+              f"of {max(e - s for s, e in spans.values()):.2f} s")
 
     # each bundle is one job in Slurm's accounting (sacct), which asked for its members' cores and
     # the planned memory, and ran them all

@@ -119,6 +119,9 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
     """
     import galsim
 
+    # with the summary line at the end, the render's own measured start and end (tests/test_slurm.py
+    # checks from them that a bundle's members render side by side)
+    log.info("%s %s: started", visit.visit, det_name)
     sensor = camera.get_sensor(det_name)
     table = read_partition_table(partition_path, _READ_COLUMNS)
     cols = {name: _column(table, name) for name in _READ_COLUMNS}
