@@ -14,14 +14,18 @@ on the pipeline's Snakefile in two states, and on a bare Snakefile of the same s
   with varied synthetic demands) and the bundle plan made by ``dc2flow bundle`` from them for a
   site's node (``--node``; Perlmutter's by default), as on a restart after the checkpoint: renders grouped into bundles, each with its resources read
   from the plan, plus one ``finish_bundle`` job per bundle.
-- ``bare``: a Snakefile with one job per visit and one per sensor (one input, one output, a
-  ``touch``), the floor Snakemake itself sets for a DAG of that many jobs.
+- ``shape``: a bare Snakefile of the pipeline's shape: the same rules, with the same input,
+  output, log and benchmark files per visit and per sensor and the checkpoint before the renders,
+  each job a ``touch`` (no params, resources, groups or dc2flow code): the floor Snakemake itself
+  sets for this DAG, so ``fresh/shape`` is what dc2flow adds to it (target <= 1.5x).
+- ``bare``: a minimal Snakefile with one job per visit and one per sensor (one input, one output,
+  a ``touch``), the floor for a DAG of that many jobs at all.
 
 The catalogs are copies of one small synthetic catalog with their own visit numbers (planning
 reads only headers). Nothing is rendered. Figures depend on the machine: compare the rows of one
 run, not runs on different machines.  With ``--repeat N`` the states run N times, interleaved
 (fresh, planned, bare, fresh, ...), and each state's median wall time is printed beside the bare
-Snakefile's with their ratio (target: fresh and planned <= 1.5x bare at 100 visits).
+Snakefile's with their ratio (target: fresh and planned <= 1.5x shape at 100 visits).
 """
 
 from __future__ import annotations
@@ -66,6 +70,117 @@ rule render:
         "out/{v}/{s}.fits",
     shell:
         "touch {output}"
+"""
+
+
+SHAPE = """\
+# The pipeline's DAG with nothing of dc2flow: the same rules, files, logs and benchmarks per visit
+# and per sensor, and a checkpoint before the renders, each job a `touch`.
+V = [f"{v:08d}" for v in range(1, int(config["nvis"]) + 1)]
+S = [f"R{r}{c}_S{a}{b}" for r, c in [(1, 0), (1, 1), (1, 2), (1, 3), (1, 4), (2, 0), (2, 1), (2, 2), (2, 3),
+                                      (2, 4), (3, 0), (3, 1), (3, 2), (3, 3), (3, 4), (0, 1), (0, 2), (0, 3),
+                                      (4, 1), (4, 2), (4, 3)] for a in range(3) for b in range(3)]
+NUM = {s: i for i, s in enumerate(S)}
+
+
+def img(v, s):
+    return f"out/{v}/eimage_{v}-0-r-{s}-det{NUM[s]:03d}.fits"
+
+
+def members(wildcards):
+    checkpoints.bundle.get()
+    return [img(v, s) for v in V for s in S]
+
+
+rule all:
+    input:
+        [img(v, s) for v in V for s in S],
+        "out/bundles/done/b0000.tsv",
+        expand("out/validation/{v}/{f}", v=V, f=["summary.tsv", "summary.png", "mosaic.png"]),
+        "out/validation/resources.png",
+        expand("out/registry/visits/{v}.tsv", v=V),
+
+
+rule parse:
+    output: "out/catalog/{v}/visit.json", "out/catalog/{v}/objects.parquet", "out/catalog/{v}/sources.json"
+    log: "out/logs/catalog/{v}.log"
+    benchmark: "out/benchmarks/catalog/{v}.tsv"
+    shell: "touch {output}"
+
+
+rule partition:
+    input: "out/catalog/{v}/visit.json", "out/catalog/{v}/objects.parquet"
+    output: "out/partitions/{v}/index.tsv"
+    log: "out/logs/partition/{v}.log"
+    benchmark: "out/benchmarks/partition/{v}.tsv"
+    shell: "touch {output}"
+
+
+rule estimate:
+    input: "out/catalog/{v}/visit.json", "out/partitions/{v}/index.tsv"
+    output: "out/estimates/{v}.tsv"
+    log: "out/logs/estimate/{v}.log"
+    benchmark: "out/benchmarks/estimate/{v}.tsv"
+    shell: "touch {output}"
+
+
+checkpoint bundle:
+    input: expand("out/estimates/{v}.tsv", v=V)
+    output: "out/bundles/campaign.csv", "out/bundles/campaign.json"
+    log: "out/logs/bundle/campaign.log"
+    benchmark: "out/benchmarks/bundle/campaign.tsv"
+    shell: "touch {output}"
+
+
+rule render:
+    input: "out/partitions/{v}/index.tsv", ancient("out/bundles/campaign.csv")
+    output:
+        "out/{v}/eimage_{v}-0-{b}-{s}-det{n}.fits",
+        "out/{v}/centroid_{v}-0-{b}-{s}-det{n}.txt.gz",
+        "out/registry/records/{v}/{b}-{s}-det{n}.json",
+    log: "out/logs/render/{v}/{b}-{s}-det{n}.log"
+    benchmark: "out/benchmarks/render/{v}/{b}-{s}-det{n}.tsv"
+    shell: "touch {output}"
+
+
+rule finish:
+    input: members
+    output: "out/bundles/done/{bundle}.tsv"
+    shell: "touch {output}"
+
+
+rule validate:
+    input: lambda w: [img(w.v, s) for s in S]
+    output:
+        [f"out/validation/{{v}}/{s}.json" for s in S],
+        [f"out/validation/{{v}}/{s}.tsv" for s in S],
+        "out/validation/{v}/summary.tsv",
+        "out/validation/{v}/summary.png",
+    log: "out/logs/validation/{v}.log"
+    benchmark: "out/benchmarks/validation/{v}.tsv"
+    shell: "touch {output}"
+
+
+rule mosaic:
+    input: lambda w: [img(w.v, s) for s in S]
+    output: "out/validation/{v}/mosaic.png"
+    log: "out/logs/validation/{v}/mosaic.log"
+    benchmark: "out/benchmarks/validation/{v}/mosaic.tsv"
+    shell: "touch {output}"
+
+
+rule resources:
+    input: "out/bundles/campaign.csv", expand("out/validation/{v}/summary.tsv", v=V)
+    output: "out/validation/resources.png"
+    shell: "touch {output}"
+
+
+rule register:
+    input: lambda w: [f"out/registry/records/{w.v}/r-{s}-det{NUM[s]:03d}.json" for s in S], "out/validation/{v}/summary.tsv"
+    output: "out/registry/visits/{v}.tsv"
+    log: "out/logs/registry/{v}.log"
+    benchmark: "out/benchmarks/registry/{v}.tsv"
+    shell: "touch {output}"
 """
 
 
@@ -145,7 +260,8 @@ def make_planned(outdir: Path, n: int, node: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--visits", nargs="+", type=int, default=[1, 10, 100, 300])
-    ap.add_argument("--states", nargs="+", choices=["fresh", "planned", "bare"], default=["fresh", "planned", "bare"])
+    ap.add_argument("--states", nargs="+", choices=["fresh", "planned", "bare", "shape"],
+                    default=["fresh", "planned", "bare", "shape"])
     ap.add_argument("--workdir", help="keep catalogs and stand-ins here [default: a temporary folder]")
     ap.add_argument("--node", default="--node-memory-gb 480 --node-cores 128 --visit-overhead-gb 0.5 "
                                       "--time-limit-s 43200 --solver auto --solve-time-limit-s 20",
@@ -164,10 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         walls: dict[str, list[float]] = {}
         for _ in range(args.repeat):
             for state in args.states:
-                if state == "bare":
-                    work = root / f"bare-{n}"
+                if state in ("bare", "shape"):
+                    work = root / f"{state}-{n}"
                     work.mkdir(exist_ok=True)
-                    (work / "Snakefile").write_text(BARE)
+                    (work / "Snakefile").write_text(BARE if state == "bare" else SHAPE)
                     cmd = [snakemake, "-n", "--cores", "2", "--config", f"nvis={n}"]
                 else:
                     work = root / f"{state}-{n}"
@@ -180,14 +296,19 @@ def main(argv: list[str] | None = None) -> int:
                     cmd = [snakemake, "-s", str(REPO / "Snakefile"), "-n", "--cores", "2", "--configfile", "config.yaml"]
                 r = timed(cmd, work)
                 walls.setdefault(state, []).append(r["wall_s"])
+                walls.setdefault(state + ":user", []).append(r["user_s"])
                 print(f"{state:8s} {n:6d} {r['renders']:8d} {r['jobs']:7d} {r['wall_s']:8.2f} {r['user_s']:8.2f} "
                       f"{r['rss_mb']:8.0f}", flush=True)
-        if "bare" in walls:
-            bare = float(np.median(walls["bare"]))
-            for state in (s for s in args.states if s != "bare"):
+        for floor in ("shape", "bare"):
+            if floor not in walls:
+                continue
+            base = float(np.median(walls[floor]))
+            for state in (s for s in args.states if s in ("fresh", "planned")):
                 med = float(np.median(walls[state]))
-                print(f"ratio    {n:6d} {state}/bare: median {med:.2f} s / {bare:.2f} s = {med / bare:.2f}x "
-                      f"({args.repeat} runs each, interleaved)", flush=True)
+                cpu, cpu_base = float(np.median(walls[state + ":user"])), float(np.median(walls[floor + ":user"]))
+                print(f"ratio    {n:6d} {state}/{floor}: median wall {med:.2f} s / {base:.2f} s = {med / base:.2f}x, "
+                      f"user CPU {cpu:.2f} s / {cpu_base:.2f} s = {cpu / cpu_base:.2f}x ({args.repeat} runs each, "
+                      f"interleaved)", flush=True)
     return 0
 
 

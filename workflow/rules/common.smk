@@ -106,15 +106,28 @@ def _requests():
     The plan is the complete record of each render's request (bundle, mem_mb, runtime_min,
     bundle_mem_mb): one read per plan file (campaign.plan_lookup caches it on path and mtime)."""
     if not os.path.exists(PLAN):  # surely incomplete: say so without Snakemake's lookup (runs per job)
-        raise smk.incomplete_checkpoint(checkpoints.bundle_campaign, PLAN)
+        raise _incomplete_plan()
     return campaign.render_requests(checkpoints.bundle_campaign.get().output.plan)
 
 
+_INCOMPLETE = []
+
+
+def _incomplete_plan():
+    """One exception object for "the plan is not made yet", raised by every render while Snakemake plans
+    (made once: building it flags the path, ~35 us, and renders ask several times each)."""
+    if not _INCOMPLETE:
+        _INCOMPLETE.append(smk.incomplete_checkpoint(checkpoints.bundle_campaign, PLAN))
+    return _INCOMPLETE[0].with_traceback(None)
+
+
 def _request(wildcards):
+    if not os.path.exists(PLAN):
+        return None  # dry run before the plan exists: the fallback below
     try:
         return _requests()[(int(wildcards.visit), wildcards.det_name)]
     except IncompleteCheckpointException:
-        return None  # dry run before the plan exists: the fallback below
+        return None  # the plan is there but its checkpoint is to run again
 
 
 @signature_once
