@@ -10,6 +10,7 @@ a worker that started the cluster would stop it under another worker's test.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
