@@ -55,7 +55,7 @@ from render_vs_galsim import (DET_NAME, SCENES, SINGLE_THREAD_ENV, TIME_BIN, Sce
 # (file name ending, function name).  Imports are a phase of their own, "other" is what is left.
 PHASES = (
     ("read the partition", (("dc2flow/partition.py", "read_partition_table"),)),
-    ("build GalSim objects", (("dc2flow/render.py", "build_object"),)),
+    ("build GalSim objects", (("dc2flow/partition.py", "build_object"),)),
     ("draw by FFT (bright)", (("galsim/gsobject.py", "drawFFT"), ("galsim/gsobject.py", "drawReal"))),
     ("photon-shoot (faint)", (("galsim/gsobject.py", "drawPhot"),)),
     ("sky + Poisson noise", (("dc2flow/render.py", "_poisson_in_place"),)),

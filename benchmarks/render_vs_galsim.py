@@ -177,7 +177,7 @@ def write_galsim_config(workdir: Path, scene: Scene, draw_method: str, noise: bo
     """Write the input catalog (once) and a GalSim YAML config drawing the partition; returns its name.
 
     The catalog holds one row per partition object, in ``obj_index`` order, with the shape
-    parameters computed exactly as :func:`dc2flow.render.build_object` does (Sersic n rounded to
+    parameters computed exactly as :func:`dc2flow.partition.build_object` does (Sersic n rounded to
     0.05 and clipped, half-light radius sqrt(a b), q = b/a, beta = 90 - pa, reduced shear
     g = (gamma1, -gamma2) / (1 - kappa), magnification mu as a flux-preserving dilation sqrt(mu),
     since dc2flow sets the flux after lensing).
@@ -272,7 +272,7 @@ def _conditions_and_jacobian(visit_json: Path, options: dict):
 
 def _write_galsim_catalog(partition: Path, out: Path) -> None:
     from dc2flow.partition import read_partition
-    from dc2flow.render import SERSIC_N_RANGE
+    from dc2flow.partition import SERSIC_N_RANGE
 
     t = read_partition(partition)
     a, b = t["major_arcsec"].to_numpy(float), t["minor_arcsec"].to_numpy(float)

@@ -93,3 +93,43 @@ def test_bad_estimates_table_is_named_with_file_and_line(tmp_path):
     jobs.write_text("visit,det_name,mem_gb\n7,R22_S11,1.5\n")
     assert read_estimates(jobs, JOB_COLUMNS) == [{"visit": 7, "det_name": "R22_S11", "mem_gb": 1.5, "runtime_s": 0.0,
                                                  **{f: 0.0 for f in ESTIMATE_COLUMNS[4:]}}]
+
+
+@pytest.mark.slow
+def test_estimate_covers_the_largest_fft_the_parser_accepts(tmp_path):
+    """A bright galaxy at the edge of what the parser accepts (Sersic n 6.2, 10" axes, kappa 0.45) makes GalSim's
+    FFT k-image ~14,000^2 whatever its stamp: the sensor's estimate (with the visit's PSF) is at least
+    the peak memory its real render takes; the fitted model alone is not."""
+
+    import subprocess
+    import sys
+
+    from conftest import run_stages
+    from dc2flow.estimate import DEFAULT_MODEL, ResourceModel, estimate_visit
+
+    header = {"rightascension": "55.0", "declination": "-30.0", "mjd": "60000.1", "altitude": "60.0",
+              "azimuth": "10.0", "filter": "2", "rotskypos": "0.0", "obshistid": "5001", "seed": "5001",
+              "seeing": "0.7", "vistime": "30.0", "nsnap": "1"}
+    cat = tmp_path / "phosim_cat_5001.txt"
+    cat.write_text("".join(f"{k} {v}\n" for k, v in header.items())
+                   + "object 1 55.0 -30.0 13.0 galaxySED/Exp.40E09.02Z.spec.gz 0.1 0 0 0.45 0 0 "
+                     "sersic2d 10.0 10.0 0.0 6.2 CCM 0.1 3.1 CCM 0.05 3.1\n")
+    det = "R22_S11"
+    out = run_stages(tmp_path / "run", cat, [det], render=False)
+    model = ResourceModel.read(DEFAULT_MODEL)
+    floor = estimate_visit(out["visit"], out["partitions"], model, out["options"]["render"]["fft_flux_threshold"],
+                           0.0, 0.0, out["options"]["scene"])[0]["mem_gb"]
+    fitted = estimate_visit(out["visit"], out["partitions"], model, out["options"]["render"]["fft_flux_threshold"],
+                            0.0, 0.0)[0]["mem_gb"]
+    out["visit"].write_json(tmp_path / "visit.json")
+    wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    dc2flow = str(__import__("pathlib").Path(sys.executable).parent / "dc2flow")
+    proc = subprocess.run([sys.executable, "-c", wrapper, dc2flow, "render", str(tmp_path / "visit.json"),
+                           out["partitions"][det], "--det-name", det, "--out", str(tmp_path / "x.fits"),
+                           "--truth", str(tmp_path / "x.txt.gz")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    peak_gb = int(proc.stdout.split()[-1]) * 1024 / 1e9
+    assert peak_gb > 1.5, peak_gb                   # the case is what it says: a large FFT
+    assert floor >= peak_gb, (floor, peak_gb)
+    assert fitted < peak_gb, (fitted, peak_gb)      # what the estimate was before the floor

@@ -111,7 +111,7 @@ def _cmd_estimate(args) -> None:
     sensors = [s for s in args.sensors.split(",") if s]
     parts = {name: os.path.join(args.partition_dir, f"{name}.parquet") for name in sensors}
     rows = estimate_visit(Visit.read_json(args.visit_json), parts, model, options["render"]["fft_flux_threshold"],
-                          args.job_overhead_gb, args.min_mem_gb)
+                          args.job_overhead_gb, args.min_mem_gb, options["scene"])
     write_estimates(args.out, rows)
 
 

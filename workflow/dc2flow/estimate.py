@@ -39,7 +39,7 @@ import numpy as np
 from . import camera
 from .catalog import Visit
 from .errors import ConfigError, EstimateError
-from .partition import read_partition_table
+from .partition import MAX_FFT_SIZE, VisitConditions, build_object, read_partition_table
 from .io import atomic_output
 
 FEATURES = ("image_mpix", "n_objects", "n_knots", "phot_gphotons", "fft_mpix", "max_fft_mpix",
@@ -131,21 +131,78 @@ def sensor_features(partition_path: str | os.PathLike, det_name: str, fft_flux_t
     }
 
 
+FFT_BYTES_PER_KPIXEL = 16.0     # GalSim's FFT of an object: a complex128 k-image of Nk x Nk
+FFT_BASE_GB = 0.25               # Python, GalSim, the sensor's image and table besides the FFT
+FFT_FLOOR_OBJECTS = 50           # the largest FFT-drawn extended objects of a sensor whose FFT is sized
+_FFT_COLUMNS = ("obj_type", "flux", "major_arcsec", "minor_arcsec", "pa_deg", "sersic_n", "npoints",
+                "gamma1", "gamma2", "kappa", "stamp_radius_px")
+
+
+def fft_size(profile, pixel_scale_arcsec: float, stamp_px: int) -> int:
+    """Nk: the side of the k-image GalSim makes to draw ``profile`` by FFT onto a ``stamp_px`` stamp
+    (GalSim 2.8's ``drawFFT_makeKImage``: the profile's good image size or the stamp, rounded up to a
+    good FFT size, then enough k-space to reach the profile's maxk)."""
+    import galsim
+
+    n = galsim.Image.good_fft_size(max(profile.getGoodImageSize(pixel_scale_arcsec), stamp_px))
+    n = max(n, profile.gsparams.minimum_fft_size)
+    dk = 2.0 * math.pi / (n * pixel_scale_arcsec)
+    return n if n * dk / 2.0 > profile.maxk else int(math.ceil(profile.maxk / dk)) * 2
+
+
+def fft_floor_gb(partition_path: str | os.PathLike, psf_model, fft_flux_threshold: float) -> float:
+    """The memory the largest FFT of a sensor's render needs, GB (0 when nothing extended is drawn by
+    FFT): ``16 Nk^2`` bytes for the k-image of the worst of its largest bright galaxies, plus
+    :data:`FFT_BASE_GB`.  The fitted model sees stamps, not GalSim's k-space: a bright galaxy of
+    large size and Sersic index makes a k-image of ~14,000^2 (3 GB) whatever its stamp, which the
+    parser accepts (``catalog.VALUE_RANGES``), so the estimate is never below this.
+
+    Measured peak RSS of one such draw on a 2049-px stamp (0.7" seeing): n 4, 10" 0.39 GB (this
+    floor 0.61); n 6.2, 5" 0.77 (1.05); n 4, 20" 1.00 (1.32); n 6.2, 10" 2.82 GB (3.45).
+    """
+    import galsim
+
+    table = read_partition_table(partition_path, list(_FFT_COLUMNS))
+    cols = {c: table[c].to_numpy(zero_copy_only=False) for c in _FFT_COLUMNS}
+    bright = np.flatnonzero((cols["flux"] > fft_flux_threshold) & (cols["obj_type"] != "point"))
+    if bright.size == 0:
+        return 0.0
+    kappa = cols["kappa"][bright]
+    mu = 1.0 / np.maximum((1.0 - kappa) ** 2 - (cols["gamma1"][bright] ** 2 + cols["gamma2"][bright] ** 2), 1e-6)
+    size = np.sqrt(cols["major_arcsec"][bright] * cols["minor_arcsec"][bright] * np.abs(mu))
+    worst = bright[np.argsort(-size * (1.0 + np.nan_to_num(cols["sersic_n"][bright])), kind="stable")[:FFT_FLOOR_OBJECTS]]
+    gsparams = galsim.GSParams(maximum_fft_size=MAX_FFT_SIZE)
+    psf = psf_model.galsim(gsparams)
+    nk = 0
+    for i in worst:
+        profile = build_object(str(cols["obj_type"][i]), float(cols["flux"][i]), float(cols["major_arcsec"][i]),
+                               float(cols["minor_arcsec"][i]), float(cols["pa_deg"][i]), float(cols["sersic_n"][i]),
+                               int(cols["npoints"][i]), float(cols["gamma1"][i]), float(cols["gamma2"][i]),
+                               float(cols["kappa"][i]), psf, 0, gsparams)
+        nk = max(nk, fft_size(profile, camera.PIXEL_SCALE_ARCSEC, 2 * int(cols["stamp_radius_px"][i]) + 1))
+    return FFT_BYTES_PER_KPIXEL * nk * nk / 1e9 + FFT_BASE_GB
+
+
 def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceModel,
                    fft_flux_threshold: float, job_overhead_gb: float = 0.0,
-                   min_mem_gb: float = 0.0) -> list[dict]:
+                   min_mem_gb: float = 0.0, scene: dict | None = None) -> list[dict]:
     """One row per sensor: visit, det_name, mem_gb, runtime_s and the features.
 
     ``mem_gb`` is what the sensor's job should request: the model's prediction for the render
     command, at least ``min_mem_gb`` (the validation that follows the render in the same job asks
     the same), plus ``job_overhead_gb``, the memory of the scheduler's own processes in the job
-    (Snakemake runs inside every Slurm job step: ~130 MiB each, measured).
+    (Snakemake runs inside every Slurm job step: ~130 MiB each, measured).  With ``scene`` (the
+    config section, for the visit's PSF) it is also at least :func:`fft_floor_gb`: what GalSim's
+    largest FFT on the sensor takes.
     """
+    psf_model = VisitConditions.from_visit(visit, scene).psf if scene is not None else None
     rows = []
     for det_name in sorted(partitions, key=lambda n: camera.get_sensor(n).det_num):
         feats = sensor_features(partitions[det_name], det_name, fft_flux_threshold)
         mem, run = model.predict({k: [v] for k, v in feats.items()})
-        rows.append({"visit": visit.visit, "det_name": det_name, "mem_gb": max(float(mem[0]), min_mem_gb) + job_overhead_gb,
+        floor = fft_floor_gb(partitions[det_name], psf_model, fft_flux_threshold) if psf_model is not None else 0.0
+        rows.append({"visit": visit.visit, "det_name": det_name,
+                     "mem_gb": max(float(mem[0]), min_mem_gb, floor) + job_overhead_gb,
                      "runtime_s": float(run[0]), **feats})
     return rows
 

@@ -226,7 +226,7 @@ def compute_sample(catalog: str, sensors: Sequence[str], config: dict, model, wo
     times["partition_visit"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rows = estimate_visit(visit, parts, model, options["render"]["fft_flux_threshold"],
-                          config["estimate"]["job_overhead_gb"], config["estimate"]["min_mem_gb"])
+                          config["estimate"]["job_overhead_gb"], config["estimate"]["min_mem_gb"], options["scene"])
     times["estimate_visit"] = time.perf_counter() - t0
     return VisitSample(visit.visit, tuple(rows), times, {k: "timed here" for k in times},
                        catalog_bytes=(work / "objects.parquet").stat().st_size + (work / "visit.json").stat().st_size,

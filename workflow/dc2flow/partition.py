@@ -48,6 +48,35 @@ for _name, _type in (("flux", pa.float64()), ("sed_fallback", pa.bool_()), ("sta
     PARTITION_SCHEMA = PARTITION_SCHEMA.append(pa.field(_name, _type))
 
 
+SERSIC_N_RANGE = (0.3, 6.2)         # what GalSim's Sersic accepts
+MAX_FFT_SIZE = 8192                 # GalSim's maximum_fft_size in the render (and the estimate's FFT sizes)
+
+
+def build_object(kind: str, flux: float, major: float, minor: float, pa_deg: float, sersic_n: float,
+                 npoints: int, gamma1: float, gamma2: float, kappa: float, psf, rng_seed: int, gsparams):
+    """The GalSim profile of one catalog object (flux set, PSF convolved); see the module docstring."""
+    import galsim
+
+    if kind == "point":
+        obj = galsim.DeltaFunction(gsparams=gsparams)
+    else:
+        hlr = math.sqrt(major * minor)
+        if kind == "sersic2d":
+            n = min(max(round(sersic_n * 20.0) / 20.0, SERSIC_N_RANGE[0]), SERSIC_N_RANGE[1])
+            obj = galsim.Sersic(n=n, half_light_radius=hlr, gsparams=gsparams)
+        else:  # knots
+            obj = galsim.RandomKnots(npoints=int(npoints), half_light_radius=hlr,
+                                     rng=galsim.BaseDeviate(rng_seed), gsparams=gsparams)
+        if minor < major:
+            obj = obj.shear(q=minor / major, beta=(90.0 - pa_deg) * galsim.degrees)
+        g1, g2 = gamma1 / (1.0 - kappa), -gamma2 / (1.0 - kappa)
+        mu = 1.0 / ((1.0 - kappa) ** 2 - (gamma1**2 + gamma2**2))
+        if g1 or g2 or mu != 1.0:
+            obj = obj.lens(g1, g2, mu)
+    return galsim.Convolve(obj.withFlux(flux), psf)
+
+
+
 @dataclass(frozen=True)
 class VisitConditions:
     """What a visit's header and the scene options imply for drawing: PSF and sky."""

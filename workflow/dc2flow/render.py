@@ -35,13 +35,11 @@ import numpy as np
 from . import __version__, camera
 from .catalog import Visit
 from .io import atomic_output, derive_seed
-from .partition import VisitConditions, read_partition_table
+from .partition import MAX_FFT_SIZE, VisitConditions, build_object, read_partition_table
 
 log = logging.getLogger(__name__)
 
-SERSIC_N_RANGE = (0.3, 6.2)         # what GalSim's Sersic accepts
 NOISE_BLOCK_ROWS = 64
-MAX_FFT_SIZE = 8192
 TRUTH_COLUMNS = ("id", "obj_index", "obj_type", "ra_deg", "dec_deg", "x", "y", "flux", "flux_drawn", "method")
 
 
@@ -69,30 +67,6 @@ def object_seed(visit: Visit, obj_index: int, purpose: str) -> int:
     """The seed of one object's randomness (``purpose``: knots or photons), the same on every
     sensor it touches; each purpose has its own stream."""
     return derive_seed(purpose, visit.seed, visit.visit, obj_index)
-
-
-def build_object(kind: str, flux: float, major: float, minor: float, pa_deg: float, sersic_n: float,
-                 npoints: int, gamma1: float, gamma2: float, kappa: float, psf, rng_seed: int, gsparams):
-    """The GalSim profile of one catalog object (flux set, PSF convolved); see the module docstring."""
-    import galsim
-
-    if kind == "point":
-        obj = galsim.DeltaFunction(gsparams=gsparams)
-    else:
-        hlr = math.sqrt(major * minor)
-        if kind == "sersic2d":
-            n = min(max(round(sersic_n * 20.0) / 20.0, SERSIC_N_RANGE[0]), SERSIC_N_RANGE[1])
-            obj = galsim.Sersic(n=n, half_light_radius=hlr, gsparams=gsparams)
-        else:  # knots
-            obj = galsim.RandomKnots(npoints=int(npoints), half_light_radius=hlr,
-                                     rng=galsim.BaseDeviate(rng_seed), gsparams=gsparams)
-        if minor < major:
-            obj = obj.shear(q=minor / major, beta=(90.0 - pa_deg) * galsim.degrees)
-        g1, g2 = gamma1 / (1.0 - kappa), -gamma2 / (1.0 - kappa)
-        mu = 1.0 / ((1.0 - kappa) ** 2 - (gamma1**2 + gamma2**2))
-        if g1 or g2 or mu != 1.0:
-            obj = obj.lens(g1, g2, mu)
-    return galsim.Convolve(obj.withFlux(flux), psf)
 
 
 _SHAPE_COLUMNS = ("obj_type", "flux", "major_arcsec", "minor_arcsec", "pa_deg", "sersic_n", "npoints",
