@@ -154,7 +154,7 @@ def fft_floor_gb(partition_path: str | os.PathLike, psf_model, fft_flux_threshol
     """The memory the largest FFT of a sensor's render needs, GB (0 when nothing extended is drawn by
     FFT): ``16 Nk^2`` bytes for the k-image of the worst of its largest bright galaxies, plus
     :data:`FFT_BASE_GB`.  The fitted model sees stamps, not GalSim's k-space: a bright galaxy of
-    large size and Sersic index makes a k-image of ~14,000^2 (3 GB) whatever its stamp, which the
+    large size and Sersic index can make a k-image of ~14,000^2 (3 GB) whatever its stamp, which the
     parser accepts (``catalog.VALUE_RANGES``), so the estimate is never below this.
 
     Measured peak RSS of one such draw on a 2049-px stamp (0.7" seeing): n 4, 10" 0.39 GB (this
