@@ -112,9 +112,8 @@ class ResourceModel:
         return model
 
 
-def sensor_features(partition_path: str | os.PathLike, det_name: str, fft_flux_threshold: float) -> dict[str, float]:
-    """The model's features for one sensor, from its partition file."""
-    table = read_partition_table(partition_path, _PARTITION_COLUMNS)
+def sensor_features(table, det_name: str, fft_flux_threshold: float) -> dict[str, float]:
+    """The model's features for one sensor, from its partition table (columns :data:`_PARTITION_COLUMNS`)."""
     flux = table["flux"].to_numpy()
     side = 2.0 * table["stamp_radius_px"].to_numpy().astype(float) + 1.0
     kind = table["obj_type"].to_numpy(zero_copy_only=False)
@@ -150,7 +149,7 @@ def fft_size(profile, pixel_scale_arcsec: float, stamp_px: int) -> int:
     return n if n * dk / 2.0 > profile.maxk else int(math.ceil(profile.maxk / dk)) * 2
 
 
-def fft_floor_gb(partition_path: str | os.PathLike, psf_model, fft_flux_threshold: float) -> float:
+def fft_floor_gb(table, psf, fft_flux_threshold: float) -> float:
     """The memory the largest FFT of a sensor's render needs, GB (0 when nothing extended is drawn by
     FFT): ``16 Nk^2`` bytes for the k-image of the worst of its largest bright galaxies, plus
     :data:`FFT_BASE_GB`.  The fitted model sees stamps, not GalSim's k-space: a bright galaxy of
@@ -159,10 +158,12 @@ def fft_floor_gb(partition_path: str | os.PathLike, psf_model, fft_flux_threshol
 
     Measured peak RSS of one such draw on a 2049-px stamp (0.7" seeing): n 4, 10" 0.39 GB (this
     floor 0.61); n 6.2, 5" 0.77 (1.05); n 4, 20" 1.00 (1.32); n 6.2, 10" 2.82 GB (3.45).
-    """
-    import galsim
 
-    table = read_partition_table(partition_path, list(_FFT_COLUMNS))
+    Parameters:
+        table:  the sensor's partition table (columns :data:`_FFT_COLUMNS`).
+        psf:    the visit's GalSim PSF, made with ``maximum_fft_size`` :data:`MAX_FFT_SIZE` (see
+                :func:`_fft_psf`).
+    """
     cols = {c: table[c].to_numpy(zero_copy_only=False) for c in _FFT_COLUMNS}
     bright = np.flatnonzero((cols["flux"] > fft_flux_threshold) & (cols["obj_type"] != "point"))
     if bright.size == 0:
@@ -171,8 +172,7 @@ def fft_floor_gb(partition_path: str | os.PathLike, psf_model, fft_flux_threshol
     mu = 1.0 / np.maximum((1.0 - kappa) ** 2 - (cols["gamma1"][bright] ** 2 + cols["gamma2"][bright] ** 2), 1e-6)
     size = np.sqrt(cols["major_arcsec"][bright] * cols["minor_arcsec"][bright] * np.abs(mu))
     worst = bright[np.argsort(-size * (1.0 + np.nan_to_num(cols["sersic_n"][bright])), kind="stable")[:FFT_FLOOR_OBJECTS]]
-    gsparams = galsim.GSParams(maximum_fft_size=MAX_FFT_SIZE)
-    psf = psf_model.galsim(gsparams)
+    gsparams = psf.gsparams
     nk = 0
     for i in worst:
         profile = build_object(str(cols["obj_type"][i]), float(cols["flux"][i]), float(cols["major_arcsec"][i]),
@@ -181,6 +181,13 @@ def fft_floor_gb(partition_path: str | os.PathLike, psf_model, fft_flux_threshol
                                float(cols["kappa"][i]), psf, 0, gsparams)
         nk = max(nk, fft_size(profile, camera.PIXEL_SCALE_ARCSEC, 2 * int(cols["stamp_radius_px"][i]) + 1))
     return FFT_BYTES_PER_KPIXEL * nk * nk / 1e9 + FFT_BASE_GB
+
+
+def _fft_psf(visit: Visit, scene: dict):
+    """The visit's GalSim PSF as the render makes it (its ``maximum_fft_size``), for :func:`fft_floor_gb`."""
+    import galsim
+
+    return VisitConditions.from_visit(visit, scene).psf.galsim(galsim.GSParams(maximum_fft_size=MAX_FFT_SIZE))
 
 
 def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceModel,
@@ -195,12 +202,14 @@ def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceMode
     config section, for the visit's PSF) it is also at least :func:`fft_floor_gb`: what GalSim's
     largest FFT on the sensor takes.
     """
-    psf_model = VisitConditions.from_visit(visit, scene).psf if scene is not None else None
+    psf = _fft_psf(visit, scene) if scene is not None else None   # once per visit
+    columns = list(dict.fromkeys([*_PARTITION_COLUMNS, *(_FFT_COLUMNS if psf is not None else ())]))
     rows = []
     for det_name in sorted(partitions, key=lambda n: camera.get_sensor(n).det_num):
-        feats = sensor_features(partitions[det_name], det_name, fft_flux_threshold)
+        table = read_partition_table(partitions[det_name], columns)   # one read for the features and the floor
+        feats = sensor_features(table, det_name, fft_flux_threshold)
         mem, run = model.predict({k: [v] for k, v in feats.items()})
-        floor = fft_floor_gb(partitions[det_name], psf_model, fft_flux_threshold) if psf_model is not None else 0.0
+        floor = fft_floor_gb(table, psf, fft_flux_threshold) if psf is not None else 0.0
         rows.append({"visit": visit.visit, "det_name": det_name,
                      "mem_gb": max(float(mem[0]), min_mem_gb, floor) + job_overhead_gb,
                      "runtime_s": float(run[0]), **feats})
