@@ -59,11 +59,12 @@ def test_too_few_records():
 CAL_VISITS = [(300, 1000, [(-0.26, 0.01, 1.5)]),                       # on R22_S12 (training)
               (2000, 30000, [(0.26, -0.01, 1.0), (0.0, 0.245, 4.5)]),  # on R22_S10 (held out), R22_S21
               (5000, 80000, [(0.01, -0.245, 3.0)])]                    # on R22_S01 (training)
-# Not asserted: that the fit beats an intercept-only model on the held-out jobs by a margin.  These
-# jobs' peak memories differ by only ~10 % (0.20-0.22 GB), and Snakemake samples RSS, so the ratio of
-# the two models' held-out errors moved between 0.17 and 0.90 from run to run (0.90 on an idle
-# machine): a margin asserted here would fail by chance.  benchmarks/calibrate_holdout.py prints it;
-# a layout with a real memory spread among held-out jobs is the open part of issue 11 item 6.
+# The held-out jobs' peak memories are the renders' own high-water marks (getrusage, the .peak.json
+# beside each benchmark), not Snakemake's once-a-second RSS sample, which missed the bright stars'
+# sub-second FFT peaks (the ratio below then moved between 0.17 and 0.90 from run to run).  With the
+# exact peaks the held-out jobs span 0.195-0.272 GB and the ratio was 0.34 and 0.33 in two runs
+# (benchmarks/calibrate_holdout.py prints it); the test asserts 0.6.
+MARGIN_OVER_INTERCEPT = 0.6
 
 
 @pytest.mark.serial
@@ -71,7 +72,8 @@ def test_predicts_held_out_render_jobs(tmp_path):
     """Real render jobs of varied density and bright stars through Snakemake, one at a time; fit on
     four sensors of each visit and predict the fifth (R22_S10: sparse, medium with the brightest
     star of all, dense).  The scaled memory prediction must be within +-25% of each held-out job
-    and under-predict none by more than 15%.  (Wall times move
+    and under-predict none by more than 15%, and the fit must beat an intercept-only model (the
+    training mean) on them by :data:`MARGIN_OVER_INTERCEPT`.  (Wall times move
     with the machine's load: their held-out errors are printed by benchmarks/calibrate_holdout.py,
     never asserted.)"""
     cats = []
@@ -101,6 +103,12 @@ def test_predicts_held_out_render_jobs(tmp_path):
     err = error_figures(mem, measured)
     assert err["frac_within_25pct"] == 1.0, (err, list(zip(mem, measured)))
     assert err["worst_under"] > -0.15, err
+    # the features carry the memory: the fit (before its safety scale) beats the training mean
+    fitted = np.mean(np.abs(mem / model.mem_scale - measured) / measured)
+    constant = np.mean(np.abs(np.mean([r.mem_gb for r in train]) - measured) / measured)
+    assert fitted <= MARGIN_OVER_INTERCEPT * constant, (fitted, constant, list(zip(mem, measured)))
+    bright = held[1]   # the held-out bright star's job needs the most memory of the held-out three
+    assert bright.mem_gb > 1.2 * min(r.mem_gb for r in held), [r.mem_gb for r in held]
     assert np.all(np.isfinite(run)) and np.all(run > 0)   # wall time: a prediction, checked in benchmarks/
     plot(records, model, 0.0, str(tmp_path / "fit.png"))
     assert (tmp_path / "fit.png").stat().st_size > 10_000

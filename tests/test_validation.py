@@ -70,6 +70,10 @@ def test_validation_recovers_the_truth(scene):
     assert rec["psf_fwhm_arcsec"] == pytest.approx(rec["psf_fwhm_model_arcsec"], rel=0.05)
     # the model with the pixel is wider than the header's atmosphere (+) optics FWHM
     assert rec["psf_fwhm_model_arcsec"] > rec["psf_fwhm_header_arcsec"]
+    # rendered stars against OpSim: true FWHM within 5 % of the visit's FWHMgeom (the header's is
+    # imSim's formula of the catalog's seeing), round PSF within LSST's ellipticity requirement
+    assert rec["psf_fwhm_true_arcsec"] == pytest.approx(rec["psf_fwhm_geom_arcsec"], rel=0.05)
+    assert rec["psf_e_median"] <= 0.04 and rec["psf_e_frac_high"] <= 0.05
     assert rec["sky_e_per_px"] == pytest.approx(rec["sky_model_e_per_px"], rel=0.01)
     assert rec["thresholds"] == Thresholds.defaults().to_dict()
     header = (scene["records"][DET].with_suffix(".tsv")).read_text().splitlines()[0]
@@ -78,7 +82,7 @@ def test_validation_recovers_the_truth(scene):
 
 def test_sparse_sensor_skips_star_checks(scene):
     rec = _record(scene["records"][MARKED])
-    assert rec["status"] == "ok" and rec["skipped"] == ["astrometry", "photometry", "psf"]
+    assert rec["status"] == "ok" and rec["skipped"] == ["astrometry", "photometry", "psf", "psf_geom", "psf_ellipticity"]
     assert rec["sky_e_per_px"] == pytest.approx(rec["sky_model_e_per_px"], rel=0.01)
 
 
@@ -184,6 +188,7 @@ def test_cutout_size_box_and_bytes(scene, tmp_path):
 def _figures(**kw):
     rec = {"n_bright_expected": 10, "n_bright": 10, "astrometry_median_px": 0.05, "photometry_slope": 0.0,
            "photometry_median_dmag": 0.01, "psf_fwhm_arcsec": 0.8, "psf_fwhm_model_arcsec": 0.8,
+           "psf_fwhm_true_arcsec": 0.9, "psf_fwhm_geom_arcsec": 0.91, "psf_e_median": 0.01, "psf_e_frac_high": 0.0,
            "sky_e_per_px": 100.0, "sky_model_e_per_px": 100.0}
     return {**rec, **kw}
 
@@ -196,6 +201,17 @@ def test_unfittable_slope_is_skipped_not_flagged():
     assert checks(_figures(photometry_slope=None, photometry_median_dmag=5.0), t) == (["photometry"],
                                                                                       ["photometry_slope"])
     assert checks(_figures(), t) == ([], [])
+
+
+def test_psf_against_opsim_fwhm_geom_and_the_ellipticity_requirement():
+    from dc2flow.validation import Thresholds, checks
+
+    t = Thresholds.defaults()
+    assert checks(_figures(psf_fwhm_true_arcsec=0.80), t)[0] == ["psf_geom"]     # 12 % narrower than FWHMgeom
+    assert checks(_figures(psf_fwhm_true_arcsec=None), t)[0] == ["psf_geom"]
+    assert checks(_figures(psf_fwhm_geom_arcsec=None), t) == ([], ["psf_geom"])  # an older header
+    assert checks(_figures(psf_e_median=0.05), t)[0] == ["psf_ellipticity"]
+    assert checks(_figures(psf_e_frac_high=0.06), t)[0] == ["psf_ellipticity"]
 
 
 def test_isolation_is_the_same_rule_for_expected_and_matched():
@@ -216,3 +232,33 @@ def test_benchmark_reader_takes_the_last_row(tmp_path):
     path.write_text("s\th:m:s\tmax_rss\tcpu_time\n10.0\t0:00:10\tNA\t9.0\n20.0\t0:00:20\t2048.0\t19.0\n")
     assert read_benchmark(path) == {"runtime_s": 20.0, "max_rss_mb": 2048.0, "cpu_time_s": 19.0}
     assert read_benchmark(tmp_path / "absent.tsv") == {"runtime_s": None, "max_rss_mb": None, "cpu_time_s": None}
+
+
+def test_a_jobs_own_peak_record_replaces_the_sampled_rss(tmp_path):
+    """The render's exact high-water mark (dc2flow --peak-record, X.peak.json beside X.tsv) is the
+    peak; Snakemake's sample stands where there is none or it is damaged; the CLI writes it only
+    when the verb succeeds and removes a stale one when it starts."""
+    import json
+    import subprocess
+    import sys
+
+    from dc2flow.io import peak_record_path, read_benchmark
+
+    path = tmp_path / "b.tsv"
+    path.write_text("s\th:m:s\tmax_rss\tcpu_time\n20.0\t0:00:20\t200.0\t19.0\n")
+    peak = tmp_path / "b.peak.json"
+    assert peak_record_path(path) == str(peak)
+    peak.write_text('{"max_rss_mb": 271.5}')
+    assert read_benchmark(path)["max_rss_mb"] == 271.5
+    peak.write_text("{")
+    assert read_benchmark(path)["max_rss_mb"] == 200.0
+    # a real verb: focal-plane succeeds and leaves its own peak; a failing verb leaves none
+    record = tmp_path / "v.peak.json"
+    subprocess.run([sys.executable, "-m", "dc2flow.cli", "--peak-record", str(record), "focal-plane"],
+                   check=True, capture_output=True)
+    got = json.loads(record.read_text())
+    assert 10 < got["max_rss_mb"] < 2000 and got["cpu_time_s"] > 0
+    bad = subprocess.run([sys.executable, "-m", "dc2flow.cli", "--peak-record", str(record), "parse",
+                          str(tmp_path / "absent.txt"), "--visit-json", str(tmp_path / "v.json"),
+                          "--objects", str(tmp_path / "o.parquet"), "--sources", str(tmp_path / "s.json")], capture_output=True)
+    assert bad.returncode != 0 and not record.exists()

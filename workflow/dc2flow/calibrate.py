@@ -1,7 +1,9 @@
 """Calibrate the resource model from measurements of real render jobs.
 
 Every render job records its wall time and peak RSS (Snakemake's ``benchmark:`` directive writes
-``{outdir}/benchmarks/render/{visit}/{band}-{det_name}-det{det_num}.tsv``). ``dc2flow calibrate``
+``{outdir}/benchmarks/render/{visit}/{band}-{det_name}-det{det_num}.tsv``; the render's own exact
+peak, ``….peak.json`` beside it, replaces Snakemake's once-a-second sample: see
+:func:`dc2flow.io.read_benchmark`). ``dc2flow calibrate``
 joins those records with the same sensors' features (``{outdir}/estimates/{visit}.tsv``), fits the
 linear model of :mod:`dc2flow.estimate` by non-negative least squares, then scales it up until a
 chosen quantile of the training records is covered (a sensor predicted too small is an
@@ -22,6 +24,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .estimate import FEATURES, ResourceModel, read_estimates
+from .io import read_benchmark
 
 _RECORD = re.compile(r"(?P<visit>\d{8})[/\\][ugrizy]-(?P<det_name>R\d\d_S\d\d)-det\d{3}\.tsv$")
 
@@ -59,17 +62,14 @@ def read_records(estimates: list[str], benchmarks: list[str]) -> list[Record]:
         if key not in feats:
             continue
         with open(path) as fh:
-            header = fh.readline().split("\t")
-            values = fh.readline().split("\t")
-        row = {h.strip(): v.strip() for h, v in zip(header, values)}
-        if "s" not in row or "max_rss" not in row:
+            header = [h.strip() for h in fh.readline().split("\t")]
+        if "s" not in header or "max_rss" not in header:
             raise ConfigError("--benchmarks", path, "not a Snakemake benchmark record (no s/max_rss)",
                               "files written by a rule's benchmark: directive")
-        try:
-            mem_gb, runtime_s = float(row["max_rss"]) / 1024.0, float(row["s"])
-        except ValueError:   # "NA": the job ended before Snakemake's first memory sample
-            continue
-        records.append(Record(key[0], key[1], feats[key], mem_gb, runtime_s))
+        bench = read_benchmark(path)   # the job's exact peak where it left one (X.peak.json)
+        if bench["max_rss_mb"] is None or bench["runtime_s"] is None:
+            continue   # "NA": the job ended before Snakemake's first memory sample
+        records.append(Record(key[0], key[1], feats[key], bench["max_rss_mb"] / 1024.0, bench["runtime_s"]))
     return sorted(records, key=lambda r: (r.visit, r.det_name))
 
 

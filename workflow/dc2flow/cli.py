@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 
-from . import retry
+from . import io, retry
 from .errors import Dc2flowError
 from .failures import EXIT_ERROR, EXIT_NOT_RETRIED
 
@@ -370,6 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON record of a science error: written when the verb fails with one; a rerun "
                         "of the same command on unchanged inputs then refuses at once (exit 3)")
     retry.add_arguments(p)  # --attempt-record: why a retry's last attempt failed (dc2flow.retry)
+    p.add_argument("--peak-record", metavar="FILE",
+                   help="JSON record of this process's exact peak RSS and CPU time (getrusage), removed "
+                        "when the verb starts and written when it succeeds; read beside the benchmark "
+                        "TSV X.tsv as X.peak.json, it replaces Snakemake's sampled max_rss")
     sub = p.add_subparsers(dest="verb", required=True)
 
     s = sub.add_parser("parse", help="parse an instance catalog once: header -> JSON, objects -> Parquet",
@@ -728,6 +732,8 @@ def main(argv: list[str] | None = None) -> int:
             print(failures.not_retried_message(args.verb, record, prior), file=sys.stderr)
             return EXIT_NOT_RETRIED
     retry.begin(args)
+    if args.peak_record:
+        io.remove_peak_record(args.peak_record)
     try:
         status = args.func(args) or 0  # a verb may return an exit status (campaign run)
     except Dc2flowError as exc:
@@ -738,6 +744,8 @@ def main(argv: list[str] | None = None) -> int:
     if record:
         failures.clear(record)
     retry.succeeded(args)
+    if args.peak_record:
+        io.write_peak_record(args.peak_record)
     return status
 
 

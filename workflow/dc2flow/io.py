@@ -136,6 +136,35 @@ def inputs_fingerprint(argv: list[str]) -> str:
 
 BENCHMARK_FIELDS = {"s": "runtime_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_time_s"}
 
+#: a job's own peak-memory record sits beside its benchmark TSV: ``X.tsv`` -> ``X.peak.json``
+PEAK_SUFFIX = ".peak.json"
+
+
+def peak_record_path(benchmark: str | os.PathLike) -> str:
+    """The peak record beside a benchmark TSV (``X.tsv`` -> ``X.peak.json``)."""
+    base = str(benchmark)
+    return (base[:-4] if base.endswith(".tsv") else base) + PEAK_SUFFIX
+
+
+def write_peak_record(path: str | os.PathLike) -> None:
+    """Write this process's exact peak RSS and CPU time (``getrusage``), atomically.
+
+    Why: Snakemake's ``benchmark:`` samples a job's RSS once a second (then every 30 s), so a peak
+    shorter than that (a bright object's FFT lasts a fraction of a second) is missed or caught by
+    chance; the kernel's high-water mark (``ru_maxrss``, KiB on Linux) is the peak itself.
+    """
+    import resource
+
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    write_json(path, {"max_rss_mb": use.ru_maxrss / 1024.0, "cpu_time_s": use.ru_utime + use.ru_stime,
+                      "pid": os.getpid(), "source": "getrusage(RUSAGE_SELF)"})
+
+
+def remove_peak_record(path: str | os.PathLike) -> None:
+    """An attempt starts: an earlier attempt's peak record no longer describes the output."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
 
 def read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:
     """runtime_s, max_rss_mb, cpu_time_s from a Snakemake benchmark TSV; all None when there is no file.
@@ -143,8 +172,10 @@ def read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:
     Why the last row: Snakemake appends one row per benchmark repeat, and a job retried
     (``--retries``) may leave an earlier attempt's row above the successful one; the last row is
     the run that made the output.  A value is None where Snakemake wrote ``NA`` (the job ended
-    before the first memory sample) or the column is missing.  The registry and
-    :func:`dc2flow.validation.plot_resources` both read benchmarks here.
+    before the first memory sample) or the column is missing.  Where the job left its own peak
+    record (:func:`peak_record_path`, written by ``dc2flow --peak-record``), its exact peak RSS
+    replaces Snakemake's sampled ``max_rss``.  The registry, calibration and
+    :func:`dc2flow.validation.plot_resources` all read benchmarks here.
     """
     out: dict[str, float | None] = {v: None for v in BENCHMARK_FIELDS.values()}
     if not path or not os.path.exists(path):
@@ -157,4 +188,11 @@ def read_benchmark(path: str | os.PathLike | None) -> dict[str, float | None]:
                 out[name] = float(rows[-1][col])
             except (KeyError, TypeError, ValueError):
                 out[name] = None
+    peak = peak_record_path(path)
+    if out["runtime_s"] is not None and os.path.exists(peak):
+        try:
+            with open(peak) as fh:
+                out["max_rss_mb"] = float(json.load(fh)["max_rss_mb"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass   # a damaged peak record: Snakemake's sample stands
     return out

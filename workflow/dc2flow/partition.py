@@ -38,7 +38,7 @@ from . import camera, photometry
 from .catalog import OBJECT_SCHEMA, Visit
 from .errors import RenderError
 from .io import atomic_output
-from .psf import PsfModel, enclosed_radius_px, psf_radius_px
+from .psf import PsfModel, airmass_ks, enclosed_radius_px, fwhm_geom, psf_radius_px
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +79,27 @@ def build_object(kind: str, flux: float, major: float, minor: float, pa_deg: flo
 
 @dataclass(frozen=True)
 class VisitConditions:
-    """What a visit's header and the scene options imply for drawing: PSF and sky."""
+    """What a visit's header and the scene options imply for drawing: PSF and sky.
+
+    ``fwhm_geom_arcsec`` is the visit's FWHMgeom: OpSim's ``seeingFwhmGeom`` where the visit has
+    one, else imSim's formula of the raw seeing (:func:`dc2flow.psf.fwhm_geom`); the default PSF's
+    FWHM equals it (``scene.optics_fwhm_arcsec`` null).
+    """
 
     psf: PsfModel
     sky_e_per_px: float
+    fwhm_geom_arcsec: float
 
     @classmethod
     def from_visit(cls, visit: Visit, scene: dict) -> "VisitConditions":
-        wavelength = photometry.effective_wavelength_nm(visit.band)
-        psf = PsfModel.for_visit(visit.seeing_arcsec, visit.airmass, wavelength, scene["optics_fwhm_arcsec"])
+        given = getattr(visit, "seeing_fwhm_geom_arcsec", None)
+        if given is None or not math.isfinite(given) or given <= 0:
+            given = fwhm_geom(visit.seeing_arcsec, visit.band, airmass_ks(visit.altitude_deg))
+        psf = PsfModel.for_visit(visit.seeing_arcsec, visit.band, visit.altitude_deg, scene["optics_fwhm_arcsec"],
+                                 given)
         sky = photometry.sky_electrons_per_pixel(visit.band, scene["sky_mag"][visit.band], visit.airmass,
                                                  visit.exptime_s, camera.PIXEL_SCALE_ARCSEC)
-        return cls(psf=psf, sky_e_per_px=sky)
+        return cls(psf=psf, sky_e_per_px=sky, fwhm_geom_arcsec=float(given))
 
 
 def stamp_radius_px(table, flux: np.ndarray, conditions: VisitConditions, options: dict) -> np.ndarray:

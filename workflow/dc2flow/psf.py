@@ -1,9 +1,24 @@
-"""The point-spread function: atmosphere (Kolmogorov) convolved with optics and sensor (Gaussian).
+"""The point-spread function: atmosphere (Kolmogorov) convolved with optics and sensor (Gaussian),
+sized so that its FWHM is OpSim's ``FWHMgeom`` for the visit.
 
-The atmospheric FWHM is the catalog's ``seeing`` (FWHM at 500 nm at zenith, arcsec) scaled by
-``airmass**0.6`` and by ``(lambda_eff / 500 nm)**-0.2`` at the band's effective wavelength; it is
-convolved with a Gaussian of ``optics_fwhm_arcsec`` (0.3 arcsec, imSim's default) for the optics
-and the sensor.  The PSF is achromatic within a band and constant over the focal plane.
+imSim's formulae (``imsim/opsim_data.py`` and ``imsim/psf_utils.py``, after LSST Document-20160):
+
+- airmass ``X`` from the altitude by Krisciunas & Schaefer (1991) eq. 3 (:func:`airmass_ks`);
+- atmosphere: a Kolmogorov of FWHM ``raw_seeing * (lambda_eff / 500 nm)**-0.3 * X**0.6``, with
+  ``raw_seeing`` the FWHM at 500 nm at zenith (the catalog's ``seeing``, OpSim's ``seeingFwhm500``)
+  and ``lambda_eff`` LSE-40's (u 365.49 ... y 991.66 nm, :data:`LSE40_WAVELENGTH_NM`);
+- ``FWHMeff = 1.16 sqrt(FWHMsys**2 + 1.04 FWHMatm**2)`` with ``FWHMsys = 0.4 X**0.6``, and
+  ``FWHMgeom = 0.822 FWHMeff + 0.052`` (:func:`fwhm_geom`), unless OpSim gives ``seeingFwhmGeom``.
+
+The optics term: a Gaussian whose FWHM is *solved* so that the true FWHM (half-maximum width, not
+a quadrature sum) of Kolmogorov x Gaussian equals the visit's FWHMgeom (:func:`optics_fwhm_for`;
+e.g. 0.75" raw seeing in r at altitude 56.4 deg: atmosphere 0.78", FWHMgeom 0.92", optics
+0.45").  imSim's own Kolmogorov + Gaussian PSF fixes the Gaussian at
+``sqrt(0.25^2 + 0.3^2 + 0.08^2) X**0.6`` (0.50" at zenith), about 1 % narrower than FWHMgeom;
+dc2flow's PSF before this (a ``-0.2`` wavelength exponent and a 0.3" Gaussian) was 7-15 % narrower
+(the DC2 lesson: PSFs too small broke DM's PSF models).  A fixed optics FWHM (``scene.optics_fwhm_arcsec``, a number) is still
+accepted; null (the default) means "match FWHMgeom".  The PSF is achromatic within a band and
+constant over the focal plane.
 """
 
 from __future__ import annotations
@@ -13,6 +28,82 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+#: LSE-40 Table 2 effective wavelengths (nm), as imSim's FWHM formulae use them (y = y2)
+LSE40_WAVELENGTH_NM = {"u": 365.49, "g": 480.03, "r": 622.20, "i": 754.06, "z": 868.21, "y": 991.66}
+
+
+def airmass_ks(altitude_deg: float) -> float:
+    """Airmass from altitude, Krisciunas & Schaefer (1991) eq. 3 (imSim's ``getAirmass``)."""
+    z = 0.5 * math.pi - math.radians(altitude_deg)
+    return 1.0 / math.sqrt(1.0 - 0.96 * math.sin(z) ** 2)
+
+
+def atmosphere_fwhm(raw_seeing_arcsec: float, band: str, airmass: float) -> float:
+    """Kolmogorov FWHM (arcsec) of the atmosphere in ``band`` at ``airmass`` (LSST-20160 eq. 4.1)."""
+    return raw_seeing_arcsec * (LSE40_WAVELENGTH_NM[band] / 500.0) ** -0.3 * airmass**0.6
+
+
+def fwhm_eff(raw_seeing_arcsec: float, band: str, airmass: float) -> float:
+    """OpSim's FWHMeff (arcsec): LSST-20160 p. 8 with LSE-30's worst-case system term."""
+    return 1.16 * math.sqrt((0.4 * airmass**0.6) ** 2 + 1.04 * atmosphere_fwhm(raw_seeing_arcsec, band, airmass) ** 2)
+
+
+def fwhm_geom(raw_seeing_arcsec: float, band: str, airmass: float) -> float:
+    """OpSim's FWHMgeom (arcsec): ``0.822 FWHMeff + 0.052``."""
+    return 0.822 * fwhm_eff(raw_seeing_arcsec, band, airmass) + 0.052
+
+
+@functools.lru_cache(maxsize=1)
+def _width_ratio_table() -> tuple[np.ndarray, np.ndarray]:
+    """(t, F(t)): true FWHM of Kolmogorov(FWHM 1) x Gaussian(FWHM t), for t in [0, 4].
+
+    Both profiles scale with their FWHM, so FWHM(a, g) = a F(g / a): one table serves every visit.
+    The convolution's radial profile is the Hankel transform of the product of the two Fourier
+    profiles (Kolmogorov's ``exp(-(k c)^(5/3))`` with ``c`` from GalSim's own ``kValue``, and the
+    Gaussian's), so its half-maximum radius is found in milliseconds without drawing an image;
+    :func:`tests.test_psf` checks it against GalSim's ``calculateFWHM`` of drawn profiles.
+    """
+    import galsim
+    from scipy.optimize import brentq
+    from scipy.special import j0
+
+    k1 = 2.0
+    c = (-math.log(galsim.Kolmogorov(fwhm=1.0).kValue(k1, 0.0).real)) ** 0.6 / k1
+    k = np.linspace(0.0, 40.0 / c, 20001)
+    kol = np.exp(-((k * c) ** (5.0 / 3.0)))
+
+    def fwhm(t: float) -> float:
+        weight = k * kol * np.exp(-0.5 * (k * t / (2.0 * math.sqrt(2.0 * math.log(2.0)))) ** 2)
+
+        def profile(r: float) -> float:
+            return float(np.trapezoid(weight * j0(k * r), k))
+
+        half = 0.5 * profile(0.0)
+        return 2.0 * brentq(lambda r: profile(r) - half, 0.05, 5.0 * (1.0 + t), xtol=1e-10)
+
+    t = np.concatenate([[0.0], np.geomspace(0.02, 4.0, 60)])
+    return t, np.array([fwhm(float(ti)) for ti in t])
+
+
+def true_fwhm(atm_fwhm_arcsec: float, optics_fwhm_arcsec: float) -> float:
+    """True FWHM (arcsec) of Kolmogorov x Gaussian of these FWHMs."""
+    if atm_fwhm_arcsec <= 0:
+        return float(optics_fwhm_arcsec)
+    t, f = _width_ratio_table()
+    return float(atm_fwhm_arcsec * np.interp(optics_fwhm_arcsec / atm_fwhm_arcsec, t, f))
+
+
+def optics_fwhm_for(atm_fwhm_arcsec: float, target_fwhm_arcsec: float) -> float:
+    """The Gaussian FWHM (arcsec) that makes Kolmogorov(atm) x Gaussian as wide as ``target``.
+
+    0 when the atmosphere alone is already as wide (the PSF is then the Kolmogorov).
+    """
+    t, f = _width_ratio_table()
+    ratio = target_fwhm_arcsec / atm_fwhm_arcsec
+    if ratio <= f[0]:
+        return 0.0
+    return float(atm_fwhm_arcsec * np.interp(ratio, f, t))   # F increases with t
 
 
 @dataclass(frozen=True)
@@ -26,22 +117,33 @@ class PsfModel:
     optics_fwhm_arcsec: float
 
     @classmethod
-    def for_visit(cls, seeing_arcsec: float, airmass: float, wavelength_nm: float,
-                  optics_fwhm_arcsec: float) -> "PsfModel":
-        atm = seeing_arcsec * airmass**0.6 * (wavelength_nm / 500.0) ** -0.2
+    def for_visit(cls, raw_seeing_arcsec: float, band: str, altitude_deg: float,
+                  optics_fwhm_arcsec: float | None = None, fwhm_geom_arcsec: float | None = None) -> "PsfModel":
+        """The visit's PSF: the atmosphere from the raw seeing; the optics Gaussian fixed (a number)
+        or, with ``optics_fwhm_arcsec`` None, solved so the FWHM is ``fwhm_geom_arcsec`` (OpSim's
+        ``seeingFwhmGeom``; None or NaN: :func:`fwhm_geom` of the raw seeing)."""
+        airmass = airmass_ks(altitude_deg)
+        atm = atmosphere_fwhm(raw_seeing_arcsec, band, airmass)
+        if optics_fwhm_arcsec is None:
+            target = fwhm_geom_arcsec
+            if target is None or not math.isfinite(target) or target <= 0:
+                target = fwhm_geom(raw_seeing_arcsec, band, airmass)
+            optics_fwhm_arcsec = optics_fwhm_for(atm, target)
         return cls(atm_fwhm_arcsec=float(atm), optics_fwhm_arcsec=float(optics_fwhm_arcsec))
 
     @property
     def fwhm_arcsec(self) -> float:
-        """Approximate FWHM of the convolution (quadrature sum)."""
-        return math.hypot(self.atm_fwhm_arcsec, self.optics_fwhm_arcsec)
+        """True FWHM of the convolution (FWHMgeom's definition)."""
+        return true_fwhm(self.atm_fwhm_arcsec, self.optics_fwhm_arcsec)
 
     def galsim(self, gsparams=None):
         """The PSF as a GalSim profile."""
         import galsim
 
-        return galsim.Convolve(galsim.Kolmogorov(fwhm=self.atm_fwhm_arcsec, gsparams=gsparams),
-                               galsim.Gaussian(fwhm=self.optics_fwhm_arcsec, gsparams=gsparams))
+        atm = galsim.Kolmogorov(fwhm=self.atm_fwhm_arcsec, gsparams=gsparams)
+        if self.optics_fwhm_arcsec <= 0:
+            return atm
+        return galsim.Convolve(atm, galsim.Gaussian(fwhm=self.optics_fwhm_arcsec, gsparams=gsparams))
 
 
 @functools.lru_cache(maxsize=64)

@@ -142,6 +142,9 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
                "n_phot": int((~bright & on_sensor).sum()),
                "n_sed_fallback": int(cols["sed_fallback"][on_sensor].sum()),
                "sky_e_per_px": conditions.sky_e_per_px, "psf_fwhm_arcsec": conditions.psf.fwhm_arcsec,
+               "psf_atm_fwhm_arcsec": conditions.psf.atm_fwhm_arcsec,
+               "psf_optics_fwhm_arcsec": conditions.psf.optics_fwhm_arcsec,
+               "fwhm_geom_arcsec": conditions.fwhm_geom_arcsec,
                "seed": sensor_seed(visit, sensor.det_num)}
     truth = {name: cols[name][on_sensor] for name in TRUTH_COLUMNS[:-2]}
     truth["flux_drawn"] = drawn[on_sensor]
@@ -212,7 +215,10 @@ def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, sum
         ("AIRMASS", visit.airmass, "1/sin(altitude)"),
         ("AMSTART", visit.airmass, ""),
         ("SEEING", visit.seeing_arcsec, "[arcsec] catalog seeing (500 nm, zenith)"),
-        ("PSF_FWHM", summary["psf_fwhm_arcsec"], "[arcsec] model PSF FWHM in this band"),
+        ("PSF_FWHM", summary["psf_fwhm_arcsec"], "[arcsec] model PSF FWHM (true FWHM = FWHMgeom)"),
+        ("PSF_ATM", summary["psf_atm_fwhm_arcsec"], "[arcsec] Kolmogorov FWHM of the atmosphere"),
+        ("PSF_OPT", summary["psf_optics_fwhm_arcsec"], "[arcsec] Gaussian FWHM of optics+sensor"),
+        ("FWHMGEOM", summary["fwhm_geom_arcsec"], "[arcsec] the visit's FWHMgeom (OpSim/imSim)"),
         ("SKYLEVEL", summary["sky_e_per_px"], "[e-/pixel] mean sky"),
         ("BUNIT", "electron", ""),
         ("NOBJECTS", summary["n_drawn"], "objects drawn on this sensor"),

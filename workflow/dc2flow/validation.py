@@ -23,15 +23,18 @@ Per sensor (:func:`validate_sensor`, cheap: ~1 s and ~250 MB for a 4k x 4k eimag
    - *PSF*: GalSim's adaptive moments (``galsim.hsm.FindAdaptiveMom``) of each star's stamp, as a
      Gaussian-equivalent FWHM ``2.3548 sigma``; the median over stars.
 
-The PSF model is rebuilt from the header (``SEEING``, ``AIRMASS``, ``FILTER`` give the Kolmogorov
-FWHM as in :mod:`dc2flow.psf`; the optics Gaussian is what makes up the header's ``PSF_FWHM``),
-drawn by GalSim *with* the pixel response at four sub-pixel offsets and measured with the same
-adaptive moments: like is compared with like (``PSF_FWHM`` itself is the quadrature sum of the
-two FWHMs, without the pixel, and is recorded as ``psf_fwhm_header_arcsec``).
+The PSF model is rebuilt from the header (``PSF_ATM`` and ``PSF_OPT``: the Kolmogorov and Gaussian
+FWHMs of :mod:`dc2flow.psf`), drawn by GalSim *with* the pixel response at four sub-pixel offsets
+and measured with the same adaptive moments: like is compared with like (``PSF_FWHM``, the
+model's true FWHM without the pixel, is recorded as ``psf_fwhm_header_arcsec``).  Against OpSim:
+the stars' true FWHM (their moments FWHM times the model's ``PSF_FWHM`` over its moments FWHM)
+is compared with the visit's FWHMgeom (header ``FWHMGEOM``; flag ``psf_geom``), and the stars'
+ellipticity ``|e|`` (adaptive moments) with LSST's requirement: median at most 0.04, at most 5 %
+above 0.07 (flag ``psf_ellipticity``).
 
 A check fails when its figure is outside the thresholds of the config section ``validation``;
 each failure adds a short name to ``flags`` (``matches``, ``astrometry``, ``photometry``, ``psf``,
-``sky``) and the sensor's ``status`` becomes ``flagged``, logged at WARNING.  The star checks need
+``psf_geom``, ``psf_ellipticity``, ``sky``) and the sensor's ``status`` becomes ``flagged``, logged at WARNING.  The star checks need
 ``min_matches`` isolated bright stars: when the truth table holds fewer (a sparse or crowded field)
 they are listed in ``skipped`` instead; when it holds enough but fewer are matched, ``matches`` fails.
 ``n_bright_expected`` counts the truth's bright stars isolated by the same rule as ``n_bright`` (an
@@ -73,17 +76,20 @@ ISOLATION_PX = 25              # a bright star has no other detection this close
 STAMP_HALF_PX = 15             # half size of the stamps the PSF is measured on
 APERTURE_FWHM = 3.0            # photometric aperture radius, in model FWHMs
 MODEL_OFFSETS = ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5))   # sub-pixel centres of the model PSF
-CHECKS = ("matches", "astrometry", "photometry", "psf", "sky")
+CHECKS = ("matches", "astrometry", "photometry", "psf", "psf_geom", "psf_ellipticity", "sky")
+PSF_E_HIGH = 0.07              # LSST's PSF ellipticity requirement: at most psf_e_frac_max of stars above this
 RECORD_KEYS = ("visit", "det_name", "band", "status", "flags", "skipped", "n_truth", "n_detected", "n_matched",
                "n_bright", "n_bright_expected",
                "astrometry_median_px", "astrometry_median_arcsec", "photometry_slope", "photometry_median_dmag",
-               "psf_fwhm_arcsec", "psf_fwhm_model_arcsec", "psf_fwhm_header_arcsec", "sky_e_per_px",
+               "psf_fwhm_arcsec", "psf_fwhm_model_arcsec", "psf_fwhm_header_arcsec", "psf_fwhm_true_arcsec",
+               "psf_fwhm_geom_arcsec", "psf_e_median", "psf_e_frac_high", "sky_e_per_px",
                "sky_model_e_per_px", "thresholds", "image")
 STAR_COLUMNS = ("id", "x_true", "y_true", "x", "y", "dx_px", "dy_px", "mag_true", "dmag", "fwhm_arcsec", "bright")
 SUMMARY_COLUMNS = ("visit", "det_name", "band", "status", "flags", "skipped", "n_truth", "n_detected", "n_matched",
                    "n_bright",
                    "astrometry_median_px", "astrometry_median_arcsec", "photometry_slope", "photometry_median_dmag",
-                   "psf_fwhm_arcsec", "psf_fwhm_model_arcsec", "sky_e_per_px", "sky_model_e_per_px")
+                   "psf_fwhm_arcsec", "psf_fwhm_model_arcsec", "psf_fwhm_true_arcsec", "psf_fwhm_geom_arcsec",
+                   "psf_e_median", "psf_e_frac_high", "sky_e_per_px", "sky_model_e_per_px")
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,9 @@ class Thresholds:
         photometry_max_slope:   largest |slope| of dmag against magnitude (bright stars). [default: 0.02]
         photometry_max_dmag:    largest |median dmag| of bright stars, mag. [default: 0.05]
         psf_fwhm_rtol:          largest |measured / model - 1| of the PSF FWHM. [default: 0.05]
+        psf_fwhm_geom_rtol:     largest |measured true FWHM / the visit's FWHMgeom - 1|. [default: 0.05]
+        psf_e_median_max:       largest median PSF ellipticity |e| of bright stars. [default: 0.04]
+        psf_e_frac_max:         largest fraction of bright stars with |e| > 0.07. [default: 0.05]
         sky_rtol:               largest |measured / model - 1| of the sky level. [default: 0.02]
     """
 
@@ -118,6 +127,9 @@ class Thresholds:
     photometry_max_slope: float
     photometry_max_dmag: float
     psf_fwhm_rtol: float
+    psf_fwhm_geom_rtol: float
+    psf_e_median_max: float
+    psf_e_frac_max: float
     sky_rtol: float
 
     @classmethod
@@ -150,31 +162,29 @@ def read_truth(path: str | os.PathLike):
 
 
 def model_psf(header) -> tuple[object, float]:
-    """The visit's PSF model rebuilt from an eimage header, and its header FWHM (arcsec).
-
-    The Kolmogorov FWHM follows from ``SEEING``, ``AIRMASS`` and ``FILTER`` as in
-    :meth:`dc2flow.psf.PsfModel.for_visit`; the optics Gaussian is the rest of ``PSF_FWHM``
-    (which is their quadrature sum).
-    """
-    from .photometry import effective_wavelength_nm
+    """The visit's PSF model rebuilt from an eimage header (``PSF_ATM``, ``PSF_OPT``: the
+    Kolmogorov and Gaussian FWHMs of :class:`dc2flow.psf.PsfModel`), and its header FWHM (arcsec)."""
     from .psf import PsfModel
 
-    total = float(header["PSF_FWHM"])
-    atm = PsfModel.for_visit(float(header["SEEING"]), float(header["AIRMASS"]),
-                             effective_wavelength_nm(header["FILTER"]), 0.0).atm_fwhm_arcsec
-    optics = math.sqrt(max(total**2 - atm**2, 0.0))
-    return PsfModel(atm_fwhm_arcsec=atm, optics_fwhm_arcsec=optics), total
+    return (PsfModel(atm_fwhm_arcsec=float(header["PSF_ATM"]), optics_fwhm_arcsec=float(header["PSF_OPT"])),
+            float(header["PSF_FWHM"]))
 
 
-def _moments_fwhm_px(stamp: np.ndarray) -> float:
-    """Gaussian-equivalent FWHM (px) from GalSim's adaptive moments; NaN if they fail."""
+def _moments(stamp: np.ndarray) -> tuple[float, float]:
+    """(Gaussian-equivalent FWHM in px, ellipticity |e| = (a^2 - b^2) / (a^2 + b^2)) from GalSim's
+    adaptive moments; NaN, NaN if they fail."""
     import galsim
 
     try:
         mom = galsim.hsm.FindAdaptiveMom(galsim.Image(np.ascontiguousarray(stamp, dtype=np.float64)), strict=True)
     except galsim.errors.GalSimHSMError:
-        return float("nan")
-    return float(mom.moments_sigma) * FWHM_PER_SIGMA
+        return float("nan"), float("nan")
+    return float(mom.moments_sigma) * FWHM_PER_SIGMA, float(mom.observed_shape.e)
+
+
+def _moments_fwhm_px(stamp: np.ndarray) -> float:
+    """Gaussian-equivalent FWHM (px) from GalSim's adaptive moments; NaN if they fail."""
+    return _moments(stamp)[0]
 
 
 def model_psf_figures(psf, pixel_scale_arcsec: float) -> tuple[float, float]:
@@ -299,10 +309,18 @@ def measure_sensor(image: str | os.PathLike, truth: str | os.PathLike, threshold
         mag_true = -2.5 * np.log10(flux_true)
         dmag = -2.5 * np.log10(flux_ap / apcorr) - mag_true
     fwhm = np.full(len(idx), np.nan)
+    ell = np.full(len(idx), np.nan)
     for k in np.flatnonzero(bright):
         cx, cy = int(round(xm[k])), int(round(ym[k]))
         stamp = pixels[cy - STAMP_HALF_PX:cy + STAMP_HALF_PX + 1, cx - STAMP_HALF_PX:cx + STAMP_HALF_PX + 1]
-        fwhm[k] = _moments_fwhm_px(stamp) * pixel_scale
+        fwhm_px, ell[k] = _moments(stamp)
+        fwhm[k] = fwhm_px * pixel_scale
+    # the stars' true FWHM: their moments FWHM times the model's true-over-moments ratio (the model
+    # drawn with the pixel and measured the same way), against the visit's FWHMgeom
+    fwhm_median = _median(fwhm[bright])
+    fwhm_true = fwhm_median * header_fwhm / model_fwhm_arcsec if fwhm_median is not None else None
+    fwhm_geom = float(header["FWHMGEOM"]) if "FWHMGEOM" in header else None
+    ell_bright = ell[bright & np.isfinite(ell)]
 
     dx, dy = xm - xt, ym - yt
     resid = np.hypot(dx, dy)
@@ -321,7 +339,10 @@ def measure_sensor(image: str | os.PathLike, truth: str | os.PathLike, threshold
         "astrometry_median_arcsec": _round(astro_px * pixel_scale if astro_px is not None else None),
         "photometry_slope": _round(slope), "photometry_median_dmag": _round(_median(dmag[good])),
         "psf_fwhm_arcsec": _round(_median(fwhm[bright])), "psf_fwhm_model_arcsec": _round(model_fwhm_arcsec),
-        "psf_fwhm_header_arcsec": _round(header_fwhm),
+        "psf_fwhm_header_arcsec": _round(header_fwhm), "psf_fwhm_true_arcsec": _round(fwhm_true),
+        "psf_fwhm_geom_arcsec": _round(fwhm_geom),
+        "psf_e_median": _round(float(np.median(ell_bright)) if len(ell_bright) else None),
+        "psf_e_frac_high": _round(float(np.mean(ell_bright > PSF_E_HIGH)) if len(ell_bright) else None),
         "sky_e_per_px": _round(sky, 4), "sky_model_e_per_px": _round(float(header["SKYLEVEL"]), 4),
         "thresholds": thresholds.to_dict(),
     }
@@ -365,7 +386,7 @@ def checks(record: dict, t: Thresholds) -> tuple[list[str], list[str]]:
 
     flags, skipped = [], []
     if record["n_bright_expected"] < t.min_matches:
-        skipped += ["astrometry", "photometry", "psf"]
+        skipped += ["astrometry", "photometry", "psf", "psf_geom", "psf_ellipticity"]
     else:
         if record["n_bright"] < t.min_matches:
             flags.append("matches")
@@ -381,6 +402,14 @@ def checks(record: dict, t: Thresholds) -> tuple[list[str], list[str]]:
         fwhm, model = record["psf_fwhm_arcsec"], record["psf_fwhm_model_arcsec"]
         if off(None if fwhm is None or not model else fwhm / model - 1.0, t.psf_fwhm_rtol):
             flags.append("psf")
+        true, geom = record.get("psf_fwhm_true_arcsec"), record.get("psf_fwhm_geom_arcsec")
+        if geom is None:
+            skipped.append("psf_geom")   # an eimage written before FWHMGEOM was in the header
+        elif off(None if true is None else true / geom - 1.0, t.psf_fwhm_geom_rtol):
+            flags.append("psf_geom")
+        e_med, e_high = record.get("psf_e_median"), record.get("psf_e_frac_high")
+        if off(e_med, t.psf_e_median_max) or off(e_high, t.psf_e_frac_max):
+            flags.append("psf_ellipticity")
     sky, sky_model = record["sky_e_per_px"], record["sky_model_e_per_px"]
     if off(None if sky is None or not sky_model else sky / sky_model - 1.0, t.sky_rtol):
         flags.append("sky")
@@ -395,6 +424,10 @@ def _describe(record: dict) -> str:
                            f"{record['photometry_median_dmag']} (max {t['photometry_max_dmag']})",
              "psf": f"FWHM {record['psf_fwhm_arcsec']}\" vs model {record['psf_fwhm_model_arcsec']}\" "
                     f"(tolerance {100 * t['psf_fwhm_rtol']:g}%)",
+             "psf_geom": f"true FWHM {record.get('psf_fwhm_true_arcsec')}\" vs the visit's FWHMgeom "
+                         f"{record.get('psf_fwhm_geom_arcsec')}\" (tolerance {100 * t['psf_fwhm_geom_rtol']:g}%)",
+             "psf_ellipticity": f"median |e| {record.get('psf_e_median')} (max {t['psf_e_median_max']}), "
+                                f"{record.get('psf_e_frac_high')} of stars above {PSF_E_HIGH} (max {t['psf_e_frac_max']})",
              "sky": f"sky {record['sky_e_per_px']} vs model {record['sky_model_e_per_px']} e-/px "
                     f"(tolerance {100 * t['sky_rtol']:g}%)"}
     return "; ".join(f"{flag}: {parts[flag]}" for flag in record["flags"])

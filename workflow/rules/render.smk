@@ -24,6 +24,8 @@ rule render_sensor:
         mem_mb=render_mem_mb,
         runtime=render_runtime_min,
     params:
+        # the job's exact peak RSS beside its benchmark (X.tsv -> X.peak.json, dc2flow.io.read_benchmark)
+        peak=f"{OUT}/benchmarks/render/{{visit}}/{{band}}-{{det_name}}-det{{det_num}}.peak.json",
         partition=f"{OUT}/partitions/{{visit}}/{{det_name}}.parquet",
         visit=f"{OUT}/catalog/{{visit}}/visit.json",
         sources=f"{OUT}/catalog/{{visit}}/sources.json",
@@ -33,7 +35,7 @@ rule render_sensor:
         root=output_root,  # stored paths in the record are relative to it
         shard=config["shard"],  # a sharded campaign's bundles are recorded as {shard}/{bundle}
     shell:
-        "dc2flow -v --failure-record {params.failure:q} --attempt-record {params.attempt:q}"
+        "dc2flow -v --failure-record {params.failure:q} --attempt-record {params.attempt:q} --peak-record {params.peak:q}"
         " --attempt-mem-mb {resources.mem_mb} --attempt-runtime-min {resources.runtime} render {params.visit:q} {params.partition:q} --det-name {wildcards.det_name}"
         " --sources {params.sources:q} --out {output.image:q} --truth {output.truth:q}"
         " --record {output.record:q} --record-root {params.root:q} --plan {input.plan:q} --shard={params.shard:q}"
