@@ -648,14 +648,17 @@ def plot_visit(records: list[dict], stars: dict[str, dict], out: str | os.PathLi
     colours = ["tab:red" if n in flagged else "tab:blue" for n in names]
 
     def series(key):
-        return np.array([np.nan if r[key] is None else r[key] for r in records], dtype=float)
+        return np.array([np.nan if r.get(key) is None else r[key] for r in records], dtype=float)
 
     for ax, key, model, tol, what in ((ax_f, "psf_fwhm_arcsec", "psf_fwhm_model_arcsec", "psf_fwhm_rtol",
-                                       "PSF FWHM (adaptive moments) vs model with pixel"),
+                                       "PSF FWHM vs model with pixel (o) and FWHMgeom (x)"),
                                       (ax_s, "sky_e_per_px", "sky_model_e_per_px", "sky_rtol",
                                        "sky level vs model (SKYLEVEL)")):
         with np.errstate(invalid="ignore", divide="ignore"):
             ax.scatter(x, 100.0 * (series(key) / series(model) - 1.0), c=colours, label="measured / model - 1")
+            if ax is ax_f:   # against OpSim: the stars' true FWHM over the visit's FWHMgeom
+                ax.scatter(x, 100.0 * (series("psf_fwhm_true_arcsec") / series("psf_fwhm_geom_arcsec") - 1.0),
+                           c=colours, marker="x", label="true FWHM / FWHMgeom - 1")
         limit = 100.0 * t.get(tol, 0.05)
         ax.axhline(limit, color="k", ls="--", lw=0.8, label=f"tolerance ±{limit:g}%")
         ax.axhline(-limit, color="k", ls="--", lw=0.8)
