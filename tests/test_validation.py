@@ -61,7 +61,8 @@ def test_validation_recovers_the_truth(scene):
     rec = _record(scene["records"][DET])
     assert set(CONTRACT) <= set(rec) and set(RECORD_KEYS) == set(rec)
     assert (rec["visit"], rec["det_name"], rec["band"]) == (77, DET, "r")
-    assert rec["status"] == "ok" and rec["flags"] == [] and rec["skipped"] == []
+    # an instance catalog carries no OpSim sky brightness: that check alone is skipped
+    assert rec["status"] == "ok" and rec["flags"] == [] and rec["skipped"] == ["sky_opsim"]
     assert rec["n_bright"] >= 40 and rec["n_matched"] >= rec["n_bright"] and rec["n_detected"] >= rec["n_matched"]
     assert rec["astrometry_median_px"] < 0.1
     assert rec["astrometry_median_arcsec"] == pytest.approx(0.2 * rec["astrometry_median_px"], rel=1e-3)
@@ -82,7 +83,8 @@ def test_validation_recovers_the_truth(scene):
 
 def test_sparse_sensor_skips_star_checks(scene):
     rec = _record(scene["records"][MARKED])
-    assert rec["status"] == "ok" and rec["skipped"] == ["astrometry", "photometry", "psf", "psf_geom", "psf_ellipticity"]
+    assert rec["status"] == "ok" and rec["skipped"] == ["astrometry", "photometry", "psf", "psf_geom", "psf_ellipticity",
+                                                    "sky_opsim"]
     assert rec["sky_e_per_px"] == pytest.approx(rec["sky_model_e_per_px"], rel=0.01)
 
 
@@ -189,7 +191,7 @@ def _figures(**kw):
     rec = {"n_bright_expected": 10, "n_bright": 10, "astrometry_median_px": 0.05, "photometry_slope": 0.0,
            "photometry_median_dmag": 0.01, "psf_fwhm_arcsec": 0.8, "psf_fwhm_model_arcsec": 0.8,
            "psf_fwhm_true_arcsec": 0.9, "psf_fwhm_geom_arcsec": 0.91, "psf_e_median": 0.01, "psf_e_frac_high": 0.0,
-           "sky_e_per_px": 100.0, "sky_model_e_per_px": 100.0}
+           "sky_e_per_px": 100.0, "sky_model_e_per_px": 100.0, "sky_mag_measured": 20.5, "sky_mag_opsim": 20.52}
     return {**rec, **kw}
 
 
@@ -212,6 +214,20 @@ def test_psf_against_opsim_fwhm_geom_and_the_ellipticity_requirement():
     assert checks(_figures(psf_fwhm_geom_arcsec=None), t) == ([], ["psf_geom"])  # an older header
     assert checks(_figures(psf_e_median=0.05), t)[0] == ["psf_ellipticity"]
     assert checks(_figures(psf_e_frac_high=0.06), t)[0] == ["psf_ellipticity"]
+    assert checks(_figures(sky_mag_measured=20.42), t)[0] == ["sky_opsim"]        # 9 % brighter than OpSim's
+    assert checks(_figures(sky_mag_opsim=None), t) == ([], ["sky_opsim"])          # an instance catalog
+
+
+def test_sky_brightness_and_depth_formulae():
+    from dc2flow import photometry
+
+    e = photometry.sky_electrons_per_pixel("r", 21.2, 1.0, 30.0, 0.2)
+    assert photometry.sky_brightness_mag("r", e, 30.0, 0.2) == pytest.approx(21.2, abs=1e-9)
+    # SMTN-002's r-band m5 for 30 s at FWHMeff 0.7" on a 21.2 mag sky is ~24.4; same engine, no read noise
+    assert 24.0 < photometry.five_sigma_depth("r", e, 0.7, 30.0, 0.2) < 24.9
+    # a sky 4x brighter loses 0.75 mag of depth
+    assert (photometry.five_sigma_depth("r", e, 0.7, 30.0, 0.2) - photometry.five_sigma_depth("r", 4 * e, 0.7, 30.0, 0.2)
+            == pytest.approx(0.7526, abs=1e-3))
 
 
 def test_isolation_is_the_same_rule_for_expected_and_matched():

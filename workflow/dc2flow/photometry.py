@@ -91,6 +91,24 @@ def sky_electrons_per_pixel(band: str, sky_mag_zenith: float, airmass: float, ex
     return rate * exptime_s * pixel_scale_arcsec**2 * airmass
 
 
+def sky_brightness_mag(band: str, sky_e_per_px: float, exptime_s: float, pixel_scale_arcsec: float) -> float:
+    """The sky surface brightness (AB mag / arcsec^2, as OpSim's ``skyBrightness``: at the pointing,
+    airmass included) that gives ``sky_e_per_px`` electrons per pixel; the inverse of
+    :func:`sky_electrons_per_pixel` at airmass 1."""
+    rate = sky_e_per_px / (exptime_s * pixel_scale_arcsec**2)
+    return -2.5 * math.log10(rate / (ab_zero_photons(band) * COLLECTING_AREA_CM2))
+
+
+def five_sigma_depth(band: str, sky_e_per_px: float, fwhm_eff_arcsec: float, exptime_s: float,
+                     pixel_scale_arcsec: float) -> float:
+    """AB magnitude of a point source detected at 5 sigma against the sky (sky-noise limited, as
+    OpSim's ``fiveSigmaDepth``; no read noise): flux ``5 sqrt(n_eff * sky)`` with
+    ``n_eff = 2.266 (FWHMeff / pixel)^2`` (LSST SMTN-002)."""
+    n_eff = 2.266 * (fwhm_eff_arcsec / pixel_scale_arcsec) ** 2
+    electrons = 5.0 * math.sqrt(n_eff * sky_e_per_px)
+    return -2.5 * math.log10(electrons / (ab_zero_photons(band) * COLLECTING_AREA_CM2 * exptime_s))
+
+
 # --- dust ------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)

@@ -76,20 +76,22 @@ ISOLATION_PX = 25              # a bright star has no other detection this close
 STAMP_HALF_PX = 15             # half size of the stamps the PSF is measured on
 APERTURE_FWHM = 3.0            # photometric aperture radius, in model FWHMs
 MODEL_OFFSETS = ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5))   # sub-pixel centres of the model PSF
-CHECKS = ("matches", "astrometry", "photometry", "psf", "psf_geom", "psf_ellipticity", "sky")
+CHECKS = ("matches", "astrometry", "photometry", "psf", "psf_geom", "psf_ellipticity", "sky", "sky_opsim")
 PSF_E_HIGH = 0.07              # LSST's PSF ellipticity requirement: at most psf_e_frac_max of stars above this
 RECORD_KEYS = ("visit", "det_name", "band", "status", "flags", "skipped", "n_truth", "n_detected", "n_matched",
                "n_bright", "n_bright_expected",
                "astrometry_median_px", "astrometry_median_arcsec", "photometry_slope", "photometry_median_dmag",
                "psf_fwhm_arcsec", "psf_fwhm_model_arcsec", "psf_fwhm_header_arcsec", "psf_fwhm_true_arcsec",
                "psf_fwhm_geom_arcsec", "psf_e_median", "psf_e_frac_high", "sky_e_per_px",
-               "sky_model_e_per_px", "thresholds", "image")
+               "sky_model_e_per_px", "sky_mag_measured", "sky_mag_opsim", "m5_measured", "m5_opsim",
+               "thresholds", "image")
 STAR_COLUMNS = ("id", "x_true", "y_true", "x", "y", "dx_px", "dy_px", "mag_true", "dmag", "fwhm_arcsec", "bright")
 SUMMARY_COLUMNS = ("visit", "det_name", "band", "status", "flags", "skipped", "n_truth", "n_detected", "n_matched",
                    "n_bright",
                    "astrometry_median_px", "astrometry_median_arcsec", "photometry_slope", "photometry_median_dmag",
                    "psf_fwhm_arcsec", "psf_fwhm_model_arcsec", "psf_fwhm_true_arcsec", "psf_fwhm_geom_arcsec",
-                   "psf_e_median", "psf_e_frac_high", "sky_e_per_px", "sky_model_e_per_px")
+                   "psf_e_median", "psf_e_frac_high", "sky_e_per_px", "sky_model_e_per_px", "sky_mag_measured",
+                   "sky_mag_opsim", "m5_measured", "m5_opsim")
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class Thresholds:
         psf_e_median_max:       largest median PSF ellipticity |e| of bright stars. [default: 0.04]
         psf_e_frac_max:         largest fraction of bright stars with |e| > 0.07. [default: 0.05]
         sky_rtol:               largest |measured / model - 1| of the sky level. [default: 0.02]
+        sky_opsim_rtol:         largest |measured / OpSim's skyBrightness - 1| of the sky flux. [default: 0.05]
     """
 
     detect_threshold_sigma: float
@@ -131,6 +134,7 @@ class Thresholds:
     psf_e_median_max: float
     psf_e_frac_max: float
     sky_rtol: float
+    sky_opsim_rtol: float
 
     @classmethod
     def from_config(cls, section: dict) -> "Thresholds":
@@ -168,6 +172,29 @@ def model_psf(header) -> tuple[object, float]:
 
     return (PsfModel(atm_fwhm_arcsec=float(header["PSF_ATM"]), optics_fwhm_arcsec=float(header["PSF_OPT"])),
             float(header["PSF_FWHM"]))
+
+
+def _against_opsim(header, sky_e_per_px: float, fwhm_true_arcsec: float | None, pixel_scale: float) -> dict:
+    """The measured sky as a surface brightness and the 5-sigma depth it allows, beside OpSim's
+    ``skyBrightness`` and ``fiveSigmaDepth`` (header ``SKYBRT``, ``M5OPSIM``; None where the visit
+    came without them, e.g. an instance catalog).  The depth uses the stars' true FWHM converted to
+    OpSim's FWHMeff (``FWHMgeom = 0.822 FWHMeff + 0.052``), the measured sky, the band's AB zero
+    point and collecting area (:func:`dc2flow.photometry.five_sigma_depth`)."""
+    from .photometry import five_sigma_depth, sky_brightness_mag
+
+    band, exptime = str(header["FILTER"]), float(header["EXPTIME"])
+
+    def given(key):
+        value = header.get(key)
+        return float(value) if value is not None and math.isfinite(float(value)) else None
+
+    out = {"sky_mag_measured": None, "sky_mag_opsim": given("SKYBRT"), "m5_measured": None, "m5_opsim": given("M5OPSIM")}
+    if sky_e_per_px is not None and sky_e_per_px > 0 and exptime > 0:
+        out["sky_mag_measured"] = _round(sky_brightness_mag(band, sky_e_per_px, exptime, pixel_scale), 4)
+        if fwhm_true_arcsec:
+            fwhm_eff = (fwhm_true_arcsec - 0.052) / 0.822
+            out["m5_measured"] = _round(five_sigma_depth(band, sky_e_per_px, fwhm_eff, exptime, pixel_scale), 4)
+    return out
 
 
 def _moments(stamp: np.ndarray) -> tuple[float, float]:
@@ -344,6 +371,7 @@ def measure_sensor(image: str | os.PathLike, truth: str | os.PathLike, threshold
         "psf_e_median": _round(float(np.median(ell_bright)) if len(ell_bright) else None),
         "psf_e_frac_high": _round(float(np.mean(ell_bright > PSF_E_HIGH)) if len(ell_bright) else None),
         "sky_e_per_px": _round(sky, 4), "sky_model_e_per_px": _round(float(header["SKYLEVEL"]), 4),
+        **_against_opsim(header, sky, fwhm_true, pixel_scale),
         "thresholds": thresholds.to_dict(),
     }
     record["flags"], record["skipped"] = checks(record, thresholds)
@@ -413,6 +441,11 @@ def checks(record: dict, t: Thresholds) -> tuple[list[str], list[str]]:
     sky, sky_model = record["sky_e_per_px"], record["sky_model_e_per_px"]
     if off(None if sky is None or not sky_model else sky / sky_model - 1.0, t.sky_rtol):
         flags.append("sky")
+    measured, opsim = record.get("sky_mag_measured"), record.get("sky_mag_opsim")
+    if opsim is None:
+        skipped.append("sky_opsim")   # no OpSim sky brightness for this visit (an instance catalog)
+    elif off(None if measured is None else 10 ** (-0.4 * (measured - opsim)) - 1.0, t.sky_opsim_rtol):
+        flags.append("sky_opsim")
     return flags, skipped
 
 
@@ -428,6 +461,8 @@ def _describe(record: dict) -> str:
                          f"{record.get('psf_fwhm_geom_arcsec')}\" (tolerance {100 * t['psf_fwhm_geom_rtol']:g}%)",
              "psf_ellipticity": f"median |e| {record.get('psf_e_median')} (max {t['psf_e_median_max']}), "
                                 f"{record.get('psf_e_frac_high')} of stars above {PSF_E_HIGH} (max {t['psf_e_frac_max']})",
+             "sky_opsim": f"sky {record.get('sky_mag_measured')} vs OpSim's {record.get('sky_mag_opsim')} mag/arcsec2 "
+                          f"(tolerance {100 * t['sky_opsim_rtol']:g}% in flux)",
              "sky": f"sky {record['sky_e_per_px']} vs model {record['sky_model_e_per_px']} e-/px "
                     f"(tolerance {100 * t['sky_rtol']:g}%)"}
     return "; ".join(f"{flag}: {parts[flag]}" for flag in record["flags"])
