@@ -191,7 +191,7 @@ def write_galsim_config(workdir: Path, scene: Scene, draw_method: str, noise: bo
     catalog = "galsim_objects.txt"
     if not (workdir / catalog).exists():
         _write_galsim_catalog(workdir / scene.partition, workdir / catalog)
-    conditions, jac = _conditions_and_jacobian(workdir / scene.visit_json, options)
+    conditions, wcs_file = _conditions_and_wcs(workdir / scene.visit_json, options, workdir)
     sensor = camera.get_sensor(DET_NAME)
     col = {c: i for i, c in enumerate(CATALOG_COLUMNS)}
 
@@ -208,7 +208,9 @@ def write_galsim_config(workdir: Path, scene: Scene, draw_method: str, noise: bo
         "xsize": sensor.nx, "ysize": sensor.ny,
         "random_seed": SEED,
         "nproc": 1,
-        "wcs": {"type": "Jacobian", **jac},
+        # the same TAN-SIP header WCS dc2flow draws through: GalSim maps each object with its local
+        # Jacobian at the object's position, as dc2flow does
+        "wcs": {"type": "Fits", "file_name": wcs_file},
         "image_pos": {"type": "XY", "x": cat("x"), "y": cat("y")},
         "sky_level_pixel": conditions.sky_e_per_px,
     }
@@ -254,20 +256,23 @@ def _no_alias_dumper():
     return NoAliasDumper
 
 
-def _conditions_and_jacobian(visit_json: Path, options: dict):
-    """dc2flow's PSF/sky for the visit and its local WCS Jacobian at the sensor centre."""
-    import galsim
+def _conditions_and_wcs(visit_json: Path, options: dict, workdir: Path):
+    """dc2flow's PSF/sky for the visit, and a header-only FITS file holding the sensor's TAN-SIP WCS
+    (the cards the partition step wrote to partitions/wcs.json)."""
+    from astropy.io import fits
 
-    from dc2flow import camera
+    from dc2flow import wcs
     from dc2flow.catalog import Visit
     from dc2flow.partition import VisitConditions
 
     visit = Visit.read_json(visit_json)
-    sensor = camera.get_sensor(DET_NAME)
-    wcs = camera.galsim_wcs(sensor, visit.ra_deg, visit.dec_deg, visit.rotskypos_deg)
-    local = wcs.jacobian(image_pos=galsim.PositionD(*sensor.centre_pixel))
-    jac = {k: float(getattr(local, k)) for k in ("dudx", "dudy", "dvdx", "dvdy")}
-    return VisitConditions.from_visit(visit, options["scene"]), jac
+    cards = wcs.read_visit_cards(workdir / "partitions" / "wcs.json")["sensors"][DET_NAME]
+    header = fits.Header()
+    for key, value in cards.items():
+        header[key] = value
+    path = workdir / "galsim_wcs.fits"
+    fits.PrimaryHDU(header=header).writeto(path, overwrite=True)
+    return VisitConditions.from_visit(visit, options["scene"]), str(path.name)
 
 
 def _write_galsim_catalog(partition: Path, out: Path) -> None:
@@ -500,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from dc2flow.config import parse_options
 
-        sky = _conditions_and_jacobian(workdir / scene.visit_json, parse_options(None))[0].sky_e_per_px
+        sky = _conditions_and_wcs(workdir / scene.visit_json, parse_options(None), workdir)[0].sky_e_per_px
         lines, ok = compare_images(workdir, sky, ("dc2flow_noiseless.fits", "galsim_noiseless.fits"),
                                    ("dc2flow.fits", "galsim.fits"), args.tolerance)
         report(runs, scene, commands, workdir, keep, args.galsim_draw_method)

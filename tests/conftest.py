@@ -64,18 +64,28 @@ def needs_shared():
     return pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared imSim data not found at {SHARED}")
 
 
-def pixel_to_sky(det_name: str, ra0: float, dec0: float, rot: float, x, y):
-    """RA/Dec (deg) of 1-based pixel positions, through astropy and the sensor's own WCS cards."""
-    from astropy.io import fits
-    from astropy.wcs import WCS
+def synthetic_visit(ra0: float, dec0: float, rot: float, band: str = "r", **kwargs):
+    """The Visit a synthetic catalog of this pointing has (its header, read back)."""
+    import tempfile
 
-    from dc2flow import camera
+    from dc2flow.catalog import read_header
+    from dc2flow.synthetic import make_catalog
 
-    header = fits.Header()
-    for key, value, comment in camera.wcs_header_cards(camera.get_sensor(det_name), ra0, dec0, rot):
-        header[key] = (value, comment)
-    ra, dec = WCS(header).all_pix2world(np.atleast_1d(x), np.atleast_1d(y), 1)
-    return ra, dec
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_catalog(outdir=tmp, visit=kwargs.pop("visit", 1), ra_deg=ra0, dec_deg=dec0, band=band,
+                            seed=kwargs.pop("seed", 1), rotskypos_deg=rot, star_density=0.0, galaxy_density=0.0,
+                            radius_deg=0.01, **kwargs)
+        return read_header(path)
+
+
+def pixel_to_sky(det_name: str, ra0: float, dec0: float, rot: float, x, y, band: str = "r", **kwargs):
+    """RA/Dec (deg) of eimage pixel positions of a synthetic visit of this pointing, through the
+    sensor's ray-traced TAN-SIP WCS (dc2flow.wcs, the one its header gets)."""
+    from dc2flow import camera, wcs
+
+    visit = synthetic_visit(ra0, dec0, rot, band, **kwargs)
+    sip = wcs.for_visit(visit).sensor_wcs(camera.get_sensor(det_name))
+    return sip.xyToradec(np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float)), units="deg")
 
 
 def run_stages(tmp: Path, catalog: str | os.PathLike, sensors: list[str], options: dict | None = None,

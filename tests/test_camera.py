@@ -1,11 +1,9 @@
-import math
 
-import numpy as np
 import pytest
 
 from dc2flow import camera
-from dc2flow.errors import CameraError
-from conftest import pixel_to_sky
+from dc2flow.errors import CameraDescriptionError, CameraError
+from conftest import SHARED, needs_shared
 
 
 def test_189_sensors_in_lsstcam_order():
@@ -43,52 +41,108 @@ def test_unknown_sensor(bad):
 
 def test_focal_plane_csv():
     lines = camera.focal_plane_csv().splitlines()
-    assert lines[0] == "det_num,det_name,vendor,nx,ny,x_mm,y_mm" and len(lines) == 190
-    assert lines[95] == "94,R22_S11,E2V,4096,4004,0.00,0.00"
+    assert lines[0] == "det_num,det_name,vendor,nx,ny,x_mm,y_mm,yaw_deg,refpos_x,refpos_y" and len(lines) == 190
+    assert lines[95] == "94,R22_S11,E2V,4096,4004,0.000,0.000,0,2047.5,2001.5"
 
 
-def test_centre_of_r22_s11_is_the_boresight():
-    ra, dec = pixel_to_sky("R22_S11", 60.5, -38.2, 131.2, *camera.get_sensor("R22_S11").centre_pixel)
-    assert ra[0] == pytest.approx(60.5, abs=1e-9) and dec[0] == pytest.approx(-38.2, abs=1e-9)
+OBS_LSST = SHARED.parent / "obs_lsst" / "policy"
 
 
-@pytest.mark.parametrize("det_name,ra0,dec0,rot", [("R22_S11", 10.0, 0.0, 0.0), ("R01_S00", 359.9, -60.0, 73.0),
-                                                   ("R43_S22", 200.0, 85.0, 250.0)])
-def test_pixel_sky_round_trip(det_name, ra0, dec0, rot):
-    """astropy's reading of our WCS cards and our own projection agree to 1e-6 px."""
-    s = camera.get_sensor(det_name)
-    x = np.array([1.0, s.nx, 0.5 * s.nx, 100.0])
-    y = np.array([1.0, s.ny, 0.5 * s.ny, 3000.0])
-    ra, dec = pixel_to_sky(det_name, ra0, dec0, rot, x, y)
-    x_mm, y_mm, front = camera.sky_to_focal_plane(ra, dec, ra0, dec0, rot)
-    xb, yb = s.focal_plane_to_pixel(x_mm, y_mm)
-    assert front.all()
-    np.testing.assert_allclose(xb, x, atol=1e-6)
-    np.testing.assert_allclose(yb, y, atol=1e-6)
+def _yaml(path):
+    import yaml
+
+    with open(path) as fh:
+        return yaml.safe_load(fh)
 
 
-def test_rotskypos_convention():
-    """At rotskypos 0 North is +y and East is -x; at 90, North is -x... (+y points East)."""
+@needs_shared()
+def test_packaged_tables_are_what_the_script_derives_from_obs_lsst(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "scripts/derive_camera_table.py"), str(OBS_LSST),
+                          "--out", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for name in ("lsstcam_sensors.csv", "lsstcam_amplifiers.csv", "lsstcam_camera.json"):
+        assert (tmp_path / name).read_text() == (root / "workflow/dc2flow/data" / name).read_text(), name
+
+
+@needs_shared()
+def test_sensor_table_against_the_obs_lsst_files():
+    """Each sensor's centre, yaw, size, reference pixel and corners, read straight from obs_lsst's
+    YAML here (independently of dc2flow.camera_description)."""
+    rafts = _yaml(OBS_LSST / "rafts.yaml")["rafts"]
+    header = _yaml(OBS_LSST / "cameraHeader.yaml")
+    seen = 0
+    for raft_file in sorted((OBS_LSST / "lsstCam").glob("R*.yaml")):
+        name = raft_file.stem
+        doc = _yaml(raft_file)[name]
+        vendor = doc["detectorType"]
+        ccd = header[f"CCD_{vendor}"]
+        (x0, y0), (x1, y1) = ccd["bbox"]
+        for slot, layout in header[f"RAFT_{vendor}"]["ccds"].items():
+            s = camera.get_sensor(f"{name}_{slot}")
+            assert s.det_num == rafts[name]["id0"] + layout["id"]
+            assert s.vendor == vendor and s.serial == doc["ccdSerials"][slot]
+            assert (s.nx, s.ny) == (x1 - x0 + 1, y1 - y0 + 1)
+            assert s.refpos == tuple(ccd["refpos"])
+            # e2v's reference pixel is the centre of its grid, ITL's one pixel beyond it
+            step = 1.0 if vendor == "ITL" else 0.0
+            assert s.refpos == (s.centre_pixel[0] + step, s.centre_pixel[1] + step)
+            # science rafts have no yaw: the centre is the raft's plus the slot's offset
+            assert rafts[name].get("yaw", 0.0) == 0.0 and s.yaw_deg == 0.0
+            dx, dy = doc["geometryWithinRaft"][slot]["offset"]
+            assert (s.x_mm, s.y_mm) == pytest.approx((rafts[name]["offset"][0] + layout["offset"][0] + dx,
+                                                      rafts[name]["offset"][1] + layout["offset"][1] + dy))
+            corners = s.corners_mm()   # outer pixel edges, from the reference pixel's offset
+            cx, cy = s.x_mm - step * 0.01, s.y_mm - step * 0.01
+            assert s.centre_mm == pytest.approx((cx, cy))
+            assert corners[0] == pytest.approx([cx - s.nx * 0.005, cy - s.ny * 0.005])
+            assert corners[2] == pytest.approx([cx + s.nx * 0.005, cy + s.ny * 0.005])
+            seen += 1
+    assert seen == 189
+
+
+def test_pixel_axes_are_dm_s():
     s = camera.get_sensor("R22_S11")
-    cx, cy = s.centre_pixel
-    ra, dec = pixel_to_sky("R22_S11", 30.0, 0.0, 0.0, [cx, cx - 100], [cy + 100, cy])
-    assert dec[0] > 0 and abs(ra[0] - 30.0) < 1e-9      # +y is North
-    assert ra[1] > 30.0 and abs(dec[1]) < 1e-9          # -x is East
-    ra, dec = pixel_to_sky("R22_S11", 30.0, 0.0, 90.0, [cx], [cy + 100])
-    assert ra[0] > 30.0 and abs(dec[0]) < 1e-9          # +y points East
-    assert math.isclose(3600 * (ra[0] - 30.0), 100 * camera.PIXEL_SCALE_ARCSEC, rel_tol=1e-6)
+    assert s.pixel_to_focal_plane(2047.5, 2001.5) == pytest.approx((0.0, 0.0))
+    assert s.pixel_to_focal_plane(2147.5, 2001.5) == pytest.approx((1.0, 0.0))   # +x is focal-plane +x
+    x, y = s.focal_plane_to_pixel(*s.pixel_to_focal_plane([0.0, 4095.0], [0.0, 4003.0]))
+    assert x == pytest.approx([0.0, 4095.0]) and y == pytest.approx([0.0, 4003.0])
+    yawed = camera.Sensor("R22_S11", 94, "E2V", 4096, 4004, 0.0, 0.0, yaw_deg=90.0)
+    assert yawed.pixel_to_focal_plane(2147.5, 2001.5) == pytest.approx((0.0, 1.0))
+    assert yawed.focal_plane_to_pixel(0.0, 1.0) == pytest.approx((2147.5, 2001.5))
 
 
-def test_galsim_wcs_matches_cards():
-    import galsim
+def test_amplifiers_and_plate_scale():
+    amps = camera.LSSTCAM.amplifiers["R22_S11"]
+    assert [a.hdu for a in amps] == list(range(1, 17)) and amps[0].amp == "C10" and amps[-1].amp == "C00"
+    assert amps[0].gain == pytest.approx(1.4, abs=0.3) and 3 < amps[0].read_noise < 12
+    assert camera.PLATE_SCALE_ARCSEC_PER_MM == pytest.approx(20.005867576692737)
+    assert camera.PIXEL_SCALE_ARCSEC == pytest.approx(0.20005867576692737)
+    # the radial polynomial: a few arcsec short of the plate scale at the field edge
+    edge = camera.LSSTCAM.field_angle_arcsec(300.0) - 300.0 * camera.PLATE_SCALE_ARCSEC_PER_MM
+    assert -6.0 < edge < -3.0
 
-    s = camera.get_sensor("R10_S22")
-    wcs = camera.galsim_wcs(s, 45.0, -20.0, 33.0)
-    ra, dec = pixel_to_sky("R10_S22", 45.0, -20.0, 33.0, 123.0, 456.0)
-    world = wcs.toWorld(galsim.PositionD(123.0, 456.0))
-    assert world.ra.deg == pytest.approx(ra[0], abs=1e-9) and world.dec.deg == pytest.approx(dec[0], abs=1e-9)
 
+def test_another_description_in_config(tmp_path):
+    import shutil
 
-def test_points_behind_the_focal_plane_are_flagged():
-    _, _, front = camera.sky_to_focal_plane([0.0, 180.0], [0.0, 0.0], 0.0, 0.0, 0.0)
-    assert front.tolist() == [True, False]
+    if not OBS_LSST.is_dir():
+        pytest.skip("no obs_lsst files")
+    policy = tmp_path / "policy"
+    shutil.copytree(OBS_LSST, policy)
+    text = (policy / "lsstCam" / "R22.yaml").read_text()
+    # perturb R22_S11 as DC2's policy/imsim files do: an offset and a yaw within the raft
+    text = text.replace("    S11 : {\n      offset : [0.0, 0.0],\n      yaw : 0.0,",
+                        "    S11 : {\n      offset : [0.1, -0.05],\n      yaw : 0.02,")
+    (policy / "lsstCam" / "R22.yaml").write_text(text)
+    cam = camera.load_camera(str(policy))
+    s = cam.sensor("R22_S11")
+    assert (s.x_mm, s.y_mm, s.yaw_deg) == pytest.approx((0.1, -0.05, 0.02))
+    assert camera.camera_for({"camera": {"description": str(policy)}}) is cam
+    (policy / "rafts.yaml").write_text("rafts:\n  R22: {id0: 90}\n")
+    with pytest.raises(CameraDescriptionError, match="rafts.yaml: rafts: no 'R01'; give raft R01 an offset and id0"):
+        camera.load_camera(str(policy) + "/")

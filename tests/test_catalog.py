@@ -19,6 +19,7 @@ from dc2flow.catalog import (
     iter_objects, read_catalog, read_header, read_objects,
 )
 from dc2flow.errors import CatalogError, ConfigError, Dc2flowWarning
+from dc2flow.catalog import ROTATION_KEYS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imsim"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared imSim data not found at {SHARED}")
@@ -258,10 +259,20 @@ def test_header_defaults_and_unknown_keys(tmp_path):
     assert all(str(path) in str(w.message) for w in record)
     assert (visit.seqnum, visit.nsnap, visit.moon_ra_deg) == (0, 1, 0.0)
     assert visit.extra == (("Opsim_note", "hello world"), ("camconfig", "1"))
-    assert set(REQUIRED_KEYS) | set(OPTIONAL_DEFAULTS) == set(HEADER)
+    assert set(REQUIRED_KEYS) | set(OPTIONAL_DEFAULTS) | set(ROTATION_KEYS) == set(HEADER)
     for f, band in enumerate(BANDS):
         path.write_text(header_text(filter=str(f)))
         assert read_header(path).band == band
+
+
+def test_rotation_needs_one_of_the_two_angles(tmp_path):
+    path = write_catalog(tmp_path / "c.txt", header=header_text(rotskypos=None, rottelpos=None))
+    with pytest.raises(CatalogError, match=r"c.txt:\d+: header has neither 'rotskypos' nor 'rottelpos'; add one"):
+        read_header(path)
+    path.write_text(header_text(rotskypos=None))
+    with pytest.warns(Dc2flowWarning, match="no 'rotskypos' key, derived .* from 'rottelpos' and the parallactic"):
+        visit = read_header(path)
+    assert visit.rotation_given == "rottelpos" and visit.rottelpos_deg == 1.0 and 0 <= visit.rotskypos_deg < 360
 
 
 def test_unsupported_types_counted_by_name(tmp_path, caplog):

@@ -68,7 +68,7 @@ def test_bad_values_name_the_key(override, key):
 
 def test_options_parsing_and_hash(tmp_path):
     base = config.parse_options(None)
-    assert set(base) == {"scene", "partition", "render"}
+    assert set(base) == {"camera", "scene", "partition", "render"}
     changed = config.parse_options('{"render": {"noise": false}}')
     assert changed["render"]["noise"] is False and changed["scene"] == base["scene"]
     assert config.options_hash(changed) != config.options_hash(base)

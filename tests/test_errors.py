@@ -2,8 +2,8 @@ import pickle
 
 import pytest
 
-from dc2flow.errors import (BundlingError, CameraError, CampaignError, CatalogError, ConfigError, Dc2flowError,
-                            ForecastError, RegistryError, RenderError, ValidationError, allowed_list)
+from dc2flow.errors import (BundlingError, CameraDescriptionError, CameraError, CampaignError, CatalogError, ConfigError, Dc2flowError,
+                            ForecastError, RegistryError, RenderError, ValidationError, WcsError, allowed_list)
 
 CASES = [
     (ConfigError("render.noise", "yes", "not a boolean", [True, False]),
@@ -27,6 +27,10 @@ CASES = [
      "e.tsv:3: column 'mem_gb' is not a finite number >= 0 ('x'); fix or delete the line.", ValueError),
     (CampaignError("camp/campaign.json", "shard_size 100 differs from the planned 50", fix="plan again with 50"),
      "camp/campaign.json: shard_size 100 differs from the planned 50; plan again with 50.", ValueError),
+    (CameraDescriptionError("policy/rafts.yaml: rafts.R22", "no 'offset'", fix="give the raft centre in mm"),
+     "policy/rafts.yaml: rafts.R22: no 'offset'; give the raft centre in mm.", ValueError),
+    (WcsError("camera.site", "unknown site", "paranal", "use obs_lsst or imsim-2022"),
+     "camera.site: unknown site ('paranal'); use obs_lsst or imsim-2022.", ValueError),
 ]
 
 

@@ -65,8 +65,8 @@ def test_flat_rule_bundles_match_the_bundler_count_and_take_the_slowest_member()
 
 
 def test_image_bytes_from_the_sensor_geometry():
-    assert image_bytes("R22_S11") == 65_609_280               # an e2v eimage written by dc2flow render
-    assert image_bytes("R01_S00") == 2880 * (2 + math.ceil(4072 * 4000 * 4 / 2880))
+    assert image_bytes("R22_S11") == 65_612_160               # an e2v eimage written by dc2flow render (TAN-SIP header)
+    assert image_bytes("R01_S00") == 2880 * (3 + math.ceil(4072 * 4000 * 4 / 2880))
 
 
 def test_disk_is_scaled_and_unknown_stage_files_stay_unknown():
@@ -125,7 +125,7 @@ def test_cli_forecast_on_a_tiny_catalog(tiny_catalog, tmp_path):
     assert ours["node_hours"] == pytest.approx(ours["node_hours_bundles"] + ours["node_hours_per_visit"])
     assert ours["node_hours_bundles"] > 7.5 / 3600                # the slowest render + the site's start-up
     assert [w["nodes"] for w in ours["wall_time"]] == [1, 3]
-    assert out["disk_gb"]["images"] == pytest.approx(2 * 65_609_280 / 1e9)
+    assert out["disk_gb"]["images"] == pytest.approx(2 * 65_612_160 / 1e9)
     assert out["disk_gb"]["partitions"] > 0 and out["disk_gb"]["catalogs"] > 0
     assert out["per_visit_runtime_source"]["parse_catalog"] == ["timed here"]
 

@@ -21,7 +21,7 @@ def edge_scene(tmp_path_factory):
     s11 = camera.get_sensor("R22_S11")
     x = np.array([s11.nx + 60.0, s11.nx - 3.0, 2000.0, 2000.0])   # the gap is 129 px wide
     y = np.array([2000.0, 1500.0, 2000.0, -60000.0])
-    ra, dec = pixel_to_sky("R22_S11", RA0, DEC0, ROT, x, y)
+    ra, dec = pixel_to_sky("R22_S11", RA0, DEC0, ROT, x, y, band="i")
     cat = make_catalog(outdir=tmp / "cat", visit=5, ra_deg=RA0, dec_deg=DEC0, band="i", seed=9, rotskypos_deg=ROT,
                        radius_deg=0.05, star_density=0.0, galaxy_density=0.0,
                        bright_stars=list(zip(ra, dec, [10.0, 17.0, 22.0, 17.0])))

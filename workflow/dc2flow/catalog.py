@@ -62,14 +62,18 @@ BANDS = "ugrizy"
 
 #: Header keys every catalog must have.
 REQUIRED_KEYS: tuple[str, ...] = (
-    "rightascension", "declination", "mjd", "filter", "rotskypos",
+    "rightascension", "declination", "mjd", "filter",
     "seeing", "vistime", "obshistid", "seed", "altitude",
 )
+
+#: Of these two, at least one: the other is derived (``rotTelPos = rotSkyPos + q``, the parallactic
+#: angle at the visit's time, :func:`dc2flow.wcs.rotation_angles`) with a warning; with both, the
+#: WCS uses ``rottelpos``, as imSim does.
+ROTATION_KEYS: tuple[str, ...] = ("rotskypos", "rottelpos")
 
 #: Header keys imSim uses but a catalog may lack; each absent one is defaulted with a warning.
 OPTIONAL_DEFAULTS: dict[str, float | int] = {
     "azimuth": 0.0,
-    "rottelpos": 0.0,
     "dist2moon": 180.0,
     "moonalt": -90.0,
     "moondec": 0.0,
@@ -152,7 +156,7 @@ class Visit:
         visit:          the visit number (``obshistid``).
         ra_deg:         boresight right ascension (``rightascension``), degrees.
         dec_deg:        boresight declination (``declination``), degrees.
-        mjd:            MJD of the start of the visit (``mjd``).
+        mjd:            MJD (TAI) of the middle of the exposure (``mjd``; imSim's reading), the WCS's time.
         filter:         the catalog's filter number, 0-5.
         band:           ``BANDS[filter]``, one of ``u g r i z y``.
         rotskypos_deg:  sky rotation angle (``rotskypos``), degrees.
@@ -173,6 +177,8 @@ class Visit:
         path:           the catalog file, as given to the reader.
         extra:          the header keys this class does not know, as sorted ``(key, text)``
                         pairs [default: ()].
+        rotation_given: which of ``rotskypos``/``rottelpos`` the catalog gave (``both``, or the one
+                        the other was derived from) [default: both].
     """
 
     visit: int
@@ -198,6 +204,7 @@ class Visit:
     sun_alt_deg: float
     path: str
     extra: tuple[tuple[str, str], ...] = ()
+    rotation_given: str = "both"
 
     @property
     def airmass(self) -> float:
@@ -746,6 +753,8 @@ def _visit_from_header(values: dict[str, tuple[str, int]], path: str, last_line:
         if key in values:
             text, lineno = values[key]
             fields[name] = _header_number(key, text, kind, path, lineno)
+        elif key in ROTATION_KEYS:
+            fields[name] = None
         else:
             default = OPTIONAL_DEFAULTS[key]
             warnings.warn(f"{path}: header has no '{key}' key, using {default!r}; "
@@ -760,8 +769,23 @@ def _visit_from_header(values: dict[str, tuple[str, int]], path: str, last_line:
     for key, name in (("obshistid", "visit"), ("rightascension", "ra_deg"), ("declination", "dec_deg"),
                       ("seeing", "seeing_arcsec"), ("vistime", "exptime_s")):
         _check_range(key, fields[name], path, values[key][1])
+    given = [key for key in ROTATION_KEYS if key in values]
+    if not given:
+        raise CatalogError(path, last_line, "header has neither 'rotskypos' nor 'rottelpos'",
+                           fix="add one of them (the other is derived from the parallactic angle)")
+    band = BANDS[fields["filter"]]
+    if len(given) == 1:
+        from .wcs import rotation_angles
+
+        fields["rotskypos_deg"], fields["rottelpos_deg"] = rotation_angles(
+            fields["ra_deg"], fields["dec_deg"], fields["mjd"], band, fields["rotskypos_deg"], fields["rottelpos_deg"])
+        derived = "rottelpos" if given == ["rotskypos"] else "rotskypos"
+        value = fields[f"{derived}_deg"]
+        warnings.warn(f"{path}: header has no '{derived}' key, derived {value:.4f} from '{given[0]}' and the "
+                      f"parallactic angle at the visit's time (rotTelPos = rotSkyPos + q); add the key to choose "
+                      f"the value.", Dc2flowWarning, stacklevel=4)
     extra = tuple(sorted((key, text) for key, (text, _) in values.items() if key not in _HEADER_FIELDS))
-    return Visit(band=BANDS[fields["filter"]], path=path, extra=extra, **fields)
+    return Visit(band=band, path=path, extra=extra, rotation_given="both" if len(given) == 2 else given[0], **fields)
 
 
 def _header_number(key: str, text: str, kind: type, path: str, lineno: int) -> float | int:

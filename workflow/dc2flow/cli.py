@@ -48,7 +48,7 @@ def _listed(paths, template, sensors, option):
 
 
 TEMPLATE_HELP = "a path with {det_name} and {det_num} for each of --sensors, instead of a list"
-OPTIONS_HELP = ("physics options (sections scene, partition, render) as JSON text or @FILE (YAML/JSON); "
+OPTIONS_HELP = ("physics options (sections camera, scene, partition, render) as JSON text or @FILE (YAML/JSON); "
                 "missing keys take the defaults of config/config.yaml")
 
 
@@ -74,7 +74,7 @@ def _cmd_partition(args) -> None:
     options = parse_options(args.options)
     sensors = [s for s in args.sensors.split(",") if s]
     outputs = {name: os.path.join(args.out_dir, f"{name}.parquet") for name in sensors}
-    counts = partition_visit(Visit.read_json(args.visit_json), args.objects, outputs, options)
+    counts = partition_visit(Visit.read_json(args.visit_json), args.objects, outputs, options, wcs_out=args.wcs)
     if args.index:
         write_index(args.index, outputs, counts)
 
@@ -89,7 +89,7 @@ def _cmd_render(args) -> None:
     prov = Provenance(catalog_files=files, config_hash=options_hash(options),
                       container_image=options["render"]["container_image"])
     render_sensor(Visit.read_json(args.visit_json), args.partition, args.det_name, options,
-                  args.out, args.truth, prov)
+                  args.out, args.truth, prov, wcs_path=args.wcs)
     if args.record:  # the registry row, while the image is in the page cache (no extra job per sensor)
         from .registry import bundle_from_plan, make_record, write_record
 
@@ -398,11 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--options", help=OPTIONS_HELP)
     s.add_argument("--index", help="also write an index (TSV: det_name, n_objects, bytes, file) after every "
                                    "partition is in place")
+    s.add_argument("--wcs", help="where to write the sensors' ray-traced TAN-SIP WCS cards (JSON) "
+                                 "[default: OUT_DIR/wcs.json]")
     s.set_defaults(func=_cmd_partition)
 
     s = sub.add_parser("render", help="render one sensor to a FITS eimage and a truth table",
                        description="Draws the sensor's partition with GalSim and writes an eimage (float32 "
-                                   "electrons, TAN WCS, provenance, CHECKSUM) and a tab-separated truth table.")
+                                   "electrons, TAN-SIP WCS, provenance, CHECKSUM) and a tab-separated truth table.")
     s.add_argument("visit_json")
     s.add_argument("partition", help="the sensor's partition (Parquet, from 'partition')")
     s.add_argument("--det-name", required=True)
@@ -410,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output FITS")
     s.add_argument("--truth", required=True, help="output truth table (.txt.gz)")
     s.add_argument("--options", help=OPTIONS_HELP)
+    s.add_argument("--wcs", help="the visit's sensor WCS cards (JSON, from 'partition') "
+                                 "[default: wcs.json beside the partition]")
     s.add_argument("--record", help="also write the image's registry record (JSON, as 'record' does; its run "
                                     "time and validation are added by 'register')")
     s.add_argument("--record-root", help="with --record: the output root the stored path is relative to")

@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout, when the packag
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_CONFIG = PACKAGE_DATA / "config.yaml"
 SCHEMA = PACKAGE_DATA / "config.schema.yaml"
-PHYSICS_SECTIONS = ("scene", "partition", "render")
+PHYSICS_SECTIONS = ("camera", "scene", "partition", "render")
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
@@ -137,7 +137,7 @@ def load(configfile: str | os.PathLike | None = None, overrides: dict | None = N
 
 
 def physics_options(config: dict) -> dict:
-    """The sections that change pixels (scene, partition, render)."""
+    """The sections that change pixels (camera, scene, partition, render)."""
     return {k: copy.deepcopy(config[k]) for k in PHYSICS_SECTIONS}
 
 

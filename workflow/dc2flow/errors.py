@@ -9,6 +9,8 @@ class                  raise it when
 ``ConfigError``        a config key has a bad type or value (``key`` path, ``value``, ``allowed``)
 ``CatalogError``       an instance catalog is malformed or missing (``path``, ``line``, ``value``)
 ``CameraError``        an unknown sensor name or detector number is asked for
+``CameraDescriptionError`` a camera description (obs_lsst policy files, the sensor table) is malformed (``where``)
+``WcsError``           a visit's WCS cannot be built or read (``where`` = the visit, file or option)
 ``RenderError``        a sensor cannot be rendered from valid inputs (e.g. a stage file is corrupt)
 ``EstimateError``      an estimates table (or a table of sensor jobs) is malformed (``where`` = ``file:line``)
 ``BundlingError``      a sensor cannot be packed (e.g. it needs more than a node), or a plan is malformed
@@ -189,6 +191,16 @@ class ForecastError(_WhereError):
 class CampaignError(_WhereError):
     """A sharded campaign (``dc2flow campaign``) cannot be planned or run as asked; ``where`` is the
     campaign file, catalog, profile or option (see :class:`_WhereError`)."""
+
+
+class CameraDescriptionError(_WhereError):
+    """A camera description (obs_lsst-style ``policy/`` files or the derived sensor table) is missing
+    a file or key or holds a bad value; ``where`` is the file and key (see :class:`_WhereError`)."""
+
+
+class WcsError(_WhereError):
+    """A visit's WCS cannot be built (unknown optics, site or band) or a stored WCS cannot be read;
+    ``where`` is the visit, the file or the config key (see :class:`_WhereError`)."""
 
 
 class Dc2flowWarning(UserWarning):

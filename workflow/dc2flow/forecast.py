@@ -60,7 +60,7 @@ LOCAL_RULES = ("bundle_campaign", "register_visit", "plot_resources")
 """Rules that run on the submitting host: no Slurm job, not counted."""
 _MEASURED_STAGES = {"parse_catalog": "catalog", "partition_visit": "partition", "estimate_visit": "estimate"}
 FITS_BLOCK_BYTES = 2880
-IMAGE_HEADER_BLOCKS = 2
+IMAGE_HEADER_BLOCKS = 3
 """Header blocks of an eimage: up to 72 cards (57 for imSim keywords, WCS and checksums, two per
 catalog file); an e2v eimage of a catalog with four includes measures 65,609,280 bytes, exactly this."""
 TRUTH_HEADER_BYTES = 100

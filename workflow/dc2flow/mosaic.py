@@ -21,10 +21,17 @@ from .io import atomic_output
 log = logging.getLogger(__name__)
 
 
+def _bbox_mm(s: camera.Sensor) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1): the sensor's outer pixel edges in the focal plane (Rubin's geometry, refpos
+    and yaw included; ITL's reference pixel is one pixel off its centre)."""
+    corners = s.corners_mm()
+    return (float(corners[:, 0].min()), float(corners[:, 1].min()), float(corners[:, 0].max()),
+            float(corners[:, 1].max()))
+
+
 def _fp_extent_mm() -> tuple[float, float, float, float]:
-    xs = [(s.x_mm - s.nx * camera.PIXEL_SIZE_MM / 2, s.x_mm + s.nx * camera.PIXEL_SIZE_MM / 2) for s in camera.SENSORS]
-    ys = [(s.y_mm - s.ny * camera.PIXEL_SIZE_MM / 2, s.y_mm + s.ny * camera.PIXEL_SIZE_MM / 2) for s in camera.SENSORS]
-    return min(a for a, _ in xs), max(b for _, b in xs), min(a for a, _ in ys), max(b for _, b in ys)
+    boxes = [_bbox_mm(s) for s in camera.SENSORS]
+    return min(b[0] for b in boxes), max(b[2] for b in boxes), min(b[1] for b in boxes), max(b[3] for b in boxes)
 
 
 def mosaic_size(bin_factor: int) -> tuple[int, int]:
@@ -68,8 +75,9 @@ def mosaic_canvas(images: Sequence[str | os.PathLike], bin_factor: int) -> tuple
             raise RenderError(str(path), f"image shape {pixels.shape} is not {sensor.det_name}'s "
                               f"({sensor.ny}, {sensor.nx})", "rerun the render_sensor job")
         binned = display.bin_image(pixels, bin_factor)
-        c0 = int(round((sensor.x_mm - sensor.nx * camera.PIXEL_SIZE_MM / 2 - x0) / step))
-        r0 = int(round((sensor.y_mm - sensor.ny * camera.PIXEL_SIZE_MM / 2 - y0) / step))
+        bx0, by0, _, _ = _bbox_mm(sensor)
+        c0 = int(round((bx0 - x0) / step))
+        r0 = int(round((by0 - y0) / step))
         h, w = binned.shape
         h, w = min(h, height - r0), min(w, width - c0)
         canvas[r0:r0 + h, c0:c0 + w] = binned[:h, :w]
@@ -85,9 +93,8 @@ def mosaic(images: Sequence[str | os.PathLike], out_png: str | os.PathLike, bin_
     Layout: the focal plane seen from the sky side with +x to the right and +y up (as
     :mod:`dc2flow.camera` defines it); each image is binned by ``bin_factor``
     (:func:`dc2flow.display.bin_image`) and placed with its lower-left pixel at
-    ``(x_mm - nx * 0.005, y_mm - ny * 0.005)`` (the sensor's centre minus half its size; every
-    sensor's pixel axes are parallel to the focal plane's, so there is no rotation), rounded to a
-    whole mosaic pixel.  Sensors not given are left black.  All 189 sensor outlines (grey) and the
+    its outer pixel edge in Rubin's camera description (:meth:`dc2flow.camera.Sensor.corners_mm`;
+    LSSTCam's science sensors have no yaw, so there is no rotation), rounded to a whole mosaic pixel.  Sensors not given are left black.  All 189 sensor outlines (grey) and the
     21 raft outlines (yellow) are drawn, with slot names (``S11``, lower left) and raft names (``R22``, upper
     left); the
     empty top-left corner holds the visit, band, stretch and North/East arrows from the first
@@ -125,17 +132,17 @@ def mosaic(images: Sequence[str | os.PathLike], out_png: str | os.PathLike, bin_
     small, large = _font(sensor_px / 9), _font(sensor_px / 5)
     rafts = {}
     for s in camera.SENSORS:
-        hx, hy = s.nx * camera.PIXEL_SIZE_MM / 2, s.ny * camera.PIXEL_SIZE_MM / 2
-        draw.rectangle(box(s.x_mm - hx, s.y_mm - hy, s.x_mm + hx, s.y_mm + hy), outline=(110, 110, 110))
-        c, r = focal_plane_to_mosaic(s.x_mm - hx, s.y_mm - hy, bin_factor)     # lower-left corner
+        bx0, by0, bx1, by1 = _bbox_mm(s)
+        draw.rectangle(box(bx0, by0, bx1, by1), outline=(110, 110, 110))
+        c, r = focal_plane_to_mosaic(bx0, by0, bin_factor)     # lower-left corner
         draw.text((float(c) + sensor_px / 25, float(r) - sensor_px / 25), s.det_name[4:], fill=(80, 200, 255),
                   font=small, anchor="ld")
         rafts.setdefault(s.raft, []).append(s)
     for raft, members in rafts.items():
-        xa = min(s.x_mm - s.nx * camera.PIXEL_SIZE_MM / 2 for s in members)
-        xb = max(s.x_mm + s.nx * camera.PIXEL_SIZE_MM / 2 for s in members)
-        ya = min(s.y_mm - s.ny * camera.PIXEL_SIZE_MM / 2 for s in members)
-        yb = max(s.y_mm + s.ny * camera.PIXEL_SIZE_MM / 2 for s in members)
+        xa = min(_bbox_mm(s)[0] for s in members)
+        xb = max(_bbox_mm(s)[2] for s in members)
+        ya = min(_bbox_mm(s)[1] for s in members)
+        yb = max(_bbox_mm(s)[3] for s in members)
         b = box(xa, ya, xb, yb)
         draw.rectangle(b, outline=(255, 210, 0), width=max(1, int(sensor_px / 100)))
         draw.text((b[0] + sensor_px / 20, b[1] + sensor_px / 30), raft, fill=(255, 210, 0), font=large)

@@ -13,8 +13,13 @@ For every object it computes, once per visit:
   to the galaxy's extent ((2 + 1.5 n) x its major half-light axis for a Sersic, 3x for knots),
   never smaller than the radius enclosing ``min_enclosed_flux`` of a point source's light nor
   than ``min_stamp_radius_px``, and at most ``max_stamp_radius_px``;
-- ``x``, ``y``: its position in each sensor's 1-based pixel frame (gnomonic projection, the same
-  as the FITS WCS).
+- ``x``, ``y``: its position in each sensor's pixel frame (DM's pixel coordinates, which are the
+  eimage's image coordinates, imSim's convention): which sensors its stamp touches is decided by
+  the exact chain of :mod:`dc2flow.wcs` (ERFA, batoid, Rubin's camera geometry), and the position
+  drawn is the sensor's fitted TAN-SIP header WCS's, so image and header agree exactly.
+
+The sensors' WCS cards go to ``wcs.json`` beside the partitions (:func:`dc2flow.wcs.write_visit_cards`),
+which the render reads and writes into each header.
 
 The partition files carry every catalog column plus ``obj_index`` (the object's row in the
 visit's object table, which seeds its randomness), ``flux``, ``sed_fallback``,
@@ -24,6 +29,7 @@ visit's object table, which seeds its randomness), ``flux``, ``sed_fallback``,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -34,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
-from . import camera, photometry
+from . import camera, photometry, wcs
 from .catalog import OBJECT_SCHEMA, Visit
 from .errors import RenderError
 from .io import atomic_output
@@ -48,6 +54,7 @@ for _name, _type in (("flux", pa.float64()), ("sed_fallback", pa.bool_()), ("sta
     PARTITION_SCHEMA = PARTITION_SCHEMA.append(pa.field(_name, _type))
 
 
+WCS_FILE = "wcs.json"               # the sensors' header WCS cards, beside the partitions
 SERSIC_N_RANGE = (0.3, 6.2)         # what GalSim's Sersic accepts
 MAX_FFT_SIZE = 8192                 # GalSim's maximum_fft_size in the render (and the estimate's FFT sizes)
 
@@ -118,7 +125,7 @@ def stamp_radius_px(table, flux: np.ndarray, conditions: VisitConditions, option
 
 
 def partition_visit(visit: Visit, objects_path: str | os.PathLike, outputs: dict[str, str],
-                    options: dict, batch_rows: int = 200_000) -> dict[str, int]:
+                    options: dict, batch_rows: int = 200_000, wcs_out: str | os.PathLike | None = None) -> dict[str, int]:
     """Write one partition file per sensor in ``outputs`` (det_name -> path).
 
     Parameters:
@@ -127,6 +134,8 @@ def partition_visit(visit: Visit, objects_path: str | os.PathLike, outputs: dict
         outputs:      det_name -> output path.
         options:      physics options (sections scene, partition, render).
         batch_rows:   rows read at a time (memory bound; the result does not depend on it).
+        wcs_out:      where to write the sensors' WCS cards (JSON, :func:`dc2flow.wcs.write_visit_cards`)
+                      [default: None, ``wcs.json`` beside the partitions].
 
     Returns:
         det_name -> number of objects written.
@@ -134,7 +143,8 @@ def partition_visit(visit: Visit, objects_path: str | os.PathLike, outputs: dict
     Raises:
         RenderError: when the object table cannot be read.
     """
-    sensors = [camera.get_sensor(name) for name in outputs]
+    cam = camera.camera_for(options)
+    sensors = [cam.sensor(name) for name in outputs]
     conditions = VisitConditions.from_visit(visit, options["scene"])
     seds = photometry.SedLibrary(options["scene"]["sed_dir"])
     try:
@@ -142,6 +152,11 @@ def partition_visit(visit: Visit, objects_path: str | os.PathLike, outputs: dict
     except (OSError, pa.ArrowInvalid) as exc:
         raise RenderError(objects_path, f"cannot read the object table ({exc})",
                           "rerun the parse_catalog step for this visit") from None
+    # the visit's ray-traced optics, and each sensor's fitted TAN-SIP: the header WCS the render writes
+    visit_wcs = wcs.for_visit(visit, options)
+    sips = {s.det_name: visit_wcs.sensor_wcs(s) for s in sensors}
+    if wcs_out is None and outputs:
+        wcs_out = os.path.join(os.path.dirname(next(iter(outputs.values()))), WCS_FILE)
     counts = {s.det_name: 0 for s in sensors}
     n_fallback = 0
     with _atomic_writers(outputs) as writers:
@@ -156,21 +171,30 @@ def partition_visit(visit: Visit, objects_path: str | os.PathLike, outputs: dict
             table["sed_fallback"] = fallback
             n_fallback += int(fallback.sum())
             table["stamp_radius_px"] = stamp_radius_px(table, flux, conditions, options)
-            x_mm, y_mm, in_front = camera.sky_to_focal_plane(
-                table["ra_deg"].to_numpy(float), table["dec_deg"].to_numpy(float),
-                visit.ra_deg, visit.dec_deg, visit.rotskypos_deg)
+            ra, dec = table["ra_deg"].to_numpy(float), table["dec_deg"].to_numpy(float)
+            # the exact chain (ERFA, batoid, camera geometry) says which sensors an object touches ...
+            x_mm, y_mm = visit_wcs.icrf_to_focal(ra, dec)
             radius = table["stamp_radius_px"].to_numpy()
             for sensor in sensors:
                 x, y = sensor.focal_plane_to_pixel(x_mm, y_mm)
                 with np.errstate(invalid="ignore"):
-                    hit = (in_front & (x > 0.5 - radius) & (x < sensor.nx + 0.5 + radius)
+                    hit = ((x > 0.5 - radius) & (x < sensor.nx + 0.5 + radius)
                            & (y > 0.5 - radius) & (y < sensor.ny + 0.5 + radius))
                 if hit.any():
                     part = table[hit].copy()
-                    part["x"], part["y"] = x[hit], y[hit]
+                    # ... and the sensor's header WCS where it is drawn (image and header agree exactly)
+                    part["x"], part["y"] = sips[sensor.det_name].radecToxy(ra[hit], dec[hit], units="deg")
                     writers[sensor.det_name].write_table(
                         pa.Table.from_pandas(part, schema=PARTITION_SCHEMA, preserve_index=False))
                     counts[sensor.det_name] += int(hit.sum())
+        if wcs_out is not None:
+            wcs.write_visit_cards(wcs_out, {d: wcs.header_cards(w) for d, w in sips.items()},
+                                  {"visit": visit.visit, "band": visit.band, "mjd_tai": visit.mjd,
+                                   "rottelpos_deg": visit.rottelpos_deg, "rotskypos_deg": visit.rotskypos_deg,
+                                   "settings": dataclasses.asdict(visit_wcs.settings),
+                                   "altitude_deg": visit_wcs.altitude_deg, "azimuth_deg": visit_wcs.azimuth_deg,
+                                   "parallactic_angle_deg": math.degrees(visit_wcs.q),
+                                   "wavelength_nm": visit_wcs.wavelength_nm})
     log.info("visit %d: %d objects (%d with a fallback SED) -> %d sensors, %d placements",
              visit.visit, start, n_fallback, len(sensors), sum(counts.values()))
     return counts

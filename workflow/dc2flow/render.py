@@ -13,8 +13,9 @@ Drawing, in this order (each step deterministic, so identical inputs give identi
 Shapes follow imSim: a Sersic of half-light radius sqrt(a b), axis ratio b/a and position angle
 ``beta = 90 - pa`` degrees; knots are GalSim ``RandomKnots``; lensing uses reduced shear
 ``g1 = gamma1 / (1 - kappa)``, ``g2 = -gamma2 / (1 - kappa)`` (imSim's ``flip_g2``) and
-magnification ``1 / ((1 - kappa)^2 - gamma^2)``.  Shapes are mapped to pixels with the WCS's local
-Jacobian at the sensor centre (the TAN projection changes scale by < 0.1% over a sensor).
+magnification ``1 / ((1 - kappa)^2 - gamma^2)``.  Objects sit where the sensor's header WCS (imSim's
+ray-traced TAN-SIP, :mod:`dc2flow.wcs`, read from the partition's ``wcs.json``) puts them, and each
+shape is mapped to pixels with that WCS's local Jacobian at the object's own position.
 
 Very bright stars are bounded by the partition's stamp-radius cap (``max_stamp_radius_px``) and
 GalSim's ``maximum_fft_size``; light beyond the stamp is not drawn.
@@ -32,10 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__, camera
+from . import __version__, camera, wcs
 from .catalog import Visit
 from .io import atomic_output, derive_seed
-from .partition import MAX_FFT_SIZE, VisitConditions, build_object, read_partition_table
+from .partition import MAX_FFT_SIZE, WCS_FILE, VisitConditions, build_object, read_partition_table
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ _READ_COLUMNS = sorted({*_SHAPE_COLUMNS, *TRUTH_COLUMNS[:-2], "stamp_radius_px",
 
 def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str, options: dict,
                   image_out: str | os.PathLike, truth_out: str | os.PathLike,
-                  provenance: Provenance = Provenance()) -> dict:
+                  provenance: Provenance = Provenance(), wcs_path: str | os.PathLike | None = None) -> dict:
     """Render one sensor of one visit to ``image_out`` (FITS) and ``truth_out`` (TSV, gzip).
 
     Parameters:
@@ -87,6 +88,7 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
         image_out:      output FITS path.
         truth_out:      output truth-table path (``.txt.gz``).
         provenance:     recorded in the header.
+        wcs_path:       the visit's sensor WCS cards [default: None, ``wcs.json`` beside the partition].
 
     Returns:
         a summary: objects drawn by each method, SED fallbacks, sky level.
@@ -96,7 +98,15 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
     # with the summary line at the end, the render's own measured start and end (tests/test_slurm.py
     # checks from them that a bundle's members render side by side)
     log.info("%s %s: started", visit.visit, det_name)
-    sensor = camera.get_sensor(det_name)
+    sensor = camera.camera_for(options).sensor(det_name)
+    if wcs_path is None:
+        wcs_path = os.path.join(os.path.dirname(os.fspath(partition_path)), WCS_FILE)
+    stored = wcs.read_visit_cards(wcs_path)["sensors"]
+    if det_name not in stored:
+        from .errors import RenderError
+
+        raise RenderError(wcs_path, f"no WCS for {det_name}", "rerun the partition step with this sensor")
+    wcs_cards = stored[det_name]
     table = read_partition_table(partition_path, _READ_COLUMNS)
     cols = {name: _column(table, name) for name in _READ_COLUMNS}
     n = len(table)
@@ -105,10 +115,11 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
     gsparams = galsim.GSParams(maximum_fft_size=MAX_FFT_SIZE)
     psf = conditions.psf.galsim(gsparams)
 
-    wcs = camera.galsim_wcs(sensor, visit.ra_deg, visit.dec_deg, visit.rotskypos_deg)
-    local = wcs.jacobian(image_pos=galsim.PositionD(*sensor.centre_pixel))
+    sip = wcs.gsfits_from_cards(wcs_cards)
+    # each object's shape goes through the WCS's local Jacobian at its own position
+    jac = wcs.local_jacobians(sip, cols["x"], cols["y"]) if n else np.zeros((0, 4))
     pixels = np.zeros((sensor.ny, sensor.nx), dtype=np.float32)
-    image = galsim.ImageF(pixels, xmin=1, ymin=1, wcs=local)
+    image = galsim.ImageF(pixels, xmin=1, ymin=1)
 
     bright = cols["flux"] > render["fft_flux_threshold"]
     drawn = np.zeros(n)
@@ -125,7 +136,9 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
             obj_index = int(cols["obj_index"][i])
             knots_seed = object_seed(visit, obj_index, "knots") if cols["obj_type"][i] == "knots" else 0
             prof = build_object(*(c[i] for c in shape), psf, knots_seed, gsparams)
-            kwargs = dict(image=image[bounds], add_to_image=True, center=galsim.PositionD(x, y))
+            stamp = image[bounds]
+            stamp.wcs = galsim.JacobianWCS(*jac[i])
+            kwargs = dict(image=stamp, add_to_image=True, center=galsim.PositionD(x, y))
             if method == "phot":
                 kwargs["rng"] = galsim.BaseDeviate(object_seed(visit, obj_index, "photons"))
             drawn[i] = prof.drawImage(method=method, **kwargs).added_flux
@@ -151,7 +164,7 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
     truth["method"] = np.where(bright, "fft", "phot")[on_sensor]
     write_truth(truth_out, truth)
     # the image last: its existence marks a finished sensor
-    write_fits(image_out, pixels, fits_header(visit, sensor, provenance, summary))
+    write_fits(image_out, pixels, fits_header(visit, sensor, provenance, summary, wcs_cards))
     log.info("%s %s: %s", visit.visit, det_name, summary)
     return summary
 
@@ -186,8 +199,9 @@ def _poisson_in_place(pixels: np.ndarray, seed: int) -> None:
         block[...] = rng.poisson(block)
 
 
-def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, summary: dict):
-    """The eimage header: imSim's keywords where they apply, the WCS, and provenance."""
+def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, summary: dict, wcs_cards: dict):
+    """The eimage header: imSim's keywords where they apply, the WCS (TAN-SIP cards of
+    :mod:`dc2flow.wcs`, in DM pixel coordinates as imSim writes them), and provenance."""
     import galsim
     from astropy.io import fits
 
@@ -203,13 +217,13 @@ def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, sum
         ("SEQNUM", visit.seqnum, ""),
         ("IMGTYPE", "SKYEXP", ""),
         ("CAMERA", "LSSTCam", ""),
-        ("MJD-OBS", visit.mjd, "[d] start of exposure"),
-        ("MJD", visit.mjd + 0.5 * visit.exptime_s / 86400.0, "[d] middle of exposure"),
+        ("MJD-OBS", _start_mjd(visit), "[d] start of exposure (TAI)"),
+        ("MJD", visit.mjd, "[d] middle of exposure (TAI): the WCS's time"),
         ("FILTER", visit.band, "band"),
         ("RATEL", visit.ra_deg, "[deg] boresight RA"),
         ("DECTEL", visit.dec_deg, "[deg] boresight Dec"),
-        ("ROTANGLE", visit.rotskypos_deg, "[deg] rotskypos: PA of focal-plane +y, N thru E"),
-        ("ROTTELPS", visit.rottelpos_deg, "[deg] rottelpos"),
+        ("ROTANGLE", visit.rotskypos_deg, "[deg] rotSkyPos"),
+        ("ROTTELPOS", visit.rottelpos_deg, "[deg] rotTelPos: the camera rotation of the WCS"),
         ("ALTITUDE", visit.altitude_deg, "[deg]"),
         ("AZIMUTH", visit.azimuth_deg, "[deg]"),
         ("AIRMASS", visit.airmass, "1/sin(altitude)"),
@@ -230,13 +244,20 @@ def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, sum
         ("CFGHASH", provenance.config_hash, "sha256[:16] of the physics options"),
         ("CONTAINR", provenance.container_image or "none", "container image"),
     ]
-    cards += camera.wcs_header_cards(sensor, visit.ra_deg, visit.dec_deg, visit.rotskypos_deg)
     for key, value, comment in cards:
         h[key] = (value, comment)
+    for key, value in wcs_cards.items():
+        h[key] = value
+    h["WCSORIG"] = ("batoid+ERFA TAN-SIP", "dc2flow.wcs; DM 0-based pixel coords (imSim)")
     for i, (path, digest) in enumerate(provenance.catalog_files):
         h[f"CATFIL{i}"] = (os.path.basename(path), "instance catalog file")
         h[f"CATSHA{i}"] = digest  # 64 hex digits: no room for a comment
     return h
+
+
+def _start_mjd(visit: Visit) -> float:
+    start = getattr(visit, "observation_start_mjd", None)
+    return float(start) if start is not None else visit.mjd - 0.5 * visit.exptime_s / 86400.0
 
 
 def write_fits(path: str | os.PathLike, pixels: np.ndarray, header) -> None:
@@ -251,7 +272,7 @@ def write_fits(path: str | os.PathLike, pixels: np.ndarray, header) -> None:
 def write_truth(path: str | os.PathLike, truth: dict[str, np.ndarray]) -> None:
     """The per-sensor truth table (tab-separated, gzip with a fixed mtime), atomically.
 
-    Columns: id, obj_index, obj_type, ra_deg, dec_deg, x, y (1-based pixels), flux (expected
+    Columns: id, obj_index, obj_type, ra_deg, dec_deg, x, y (eimage/DM pixel coordinates), flux (expected
     photons), flux_drawn (photons that landed on this sensor; with noise for photon-shot objects),
     method (fft or phot).
     """

@@ -27,10 +27,12 @@ Milky-Way dust is a cosecant law in Galactic latitude (``A_V = 3.1 * 0.015 / sin
 3.1), not a dust map.  SED names are real entries of DESC's SED library (:data:`STAR_SEDS`,
 :data:`GALAXY_SEDS`).
 
-The observing conditions not given as arguments are fixed placeholders, chosen to be
-self-consistent: the field is on the meridian (``azimuth`` 180 when it culminates south of the
-zenith, 0 when north, i.e. when dec > altitude), so the parallactic angle is 0 or 180 and
-``rottelpos`` = ``rotskypos`` + parallactic angle; the Moon is new and below the horizon, the Sun at -30 degrees.
+The observing conditions are self-consistent at Rubin's site, as the WCS needs them
+(:mod:`dc2flow.wcs` computes refraction and the camera's orientation from the time): ``mjd`` is the
+first time at or after the ``mjd`` argument when the rising field (east of the meridian) stands at
+``altitude_deg`` (by default its highest, on the meridian), ``azimuth`` follows, and
+``rottelpos = rotskypos + q`` (the parallactic angle then, :func:`dc2flow.wcs.rotation_angles`).  A field that never
+climbs that high at Rubin is refused.  The Moon is new and below the horizon, the Sun at -30 degrees.
 
 The same arguments always give byte-identical files (gzip members carry no name and mtime 0), and
 every file is written under a temporary name and renamed into place, the main file last: its
@@ -162,7 +164,7 @@ def make_catalog(
     seed: int,
     mjd: float = 60000.0,
     rotskypos_deg: float = 0.0,
-    altitude_deg: float = 60.0,
+    altitude_deg: float | None = None,
     seeing_arcsec: float = 0.7,
     exptime_s: float = 30.0,
     radius_deg: float = 1.75,
@@ -186,9 +188,11 @@ def make_catalog(
         dec_deg:         boresight Dec, degrees in [-90, 90].
         band:            one of ``u g r i z y``; written as ``filter`` 0-5.
         seed:            random seed (integer >= 0); also the header's ``seed``.
-        mjd:             MJD of the exposure start. [default: 60000.0]
+        mjd:             the earliest MJD of the exposure's middle; the catalog's ``mjd`` is the first
+                         time from then when the field is at ``altitude_deg``. [default: 60000.0]
         rotskypos_deg:   sky rotation angle, degrees. [default: 0.0]
-        altitude_deg:    boresight altitude, degrees in (0, 90]. [default: 60.0]
+        altitude_deg:    boresight altitude, degrees in (0, 90], reached by the rising field.
+                         [default: None, the field on the meridian (its highest)]
         seeing_arcsec:   FWHM seeing, arcsec (> 0). [default: 0.7]
         exptime_s:       exposure time (``vistime``), seconds (> 0). [default: 30.0]
         radius_deg:      radius of the cap objects are placed in, degrees in (0, 5].
@@ -214,6 +218,10 @@ def make_catalog(
     _check_range("dec_deg", dec_deg, -90.0, 90.0)
     _finite("mjd", mjd)
     rotskypos_deg = _finite("rotskypos_deg", rotskypos_deg) % 360.0
+    if altitude_deg is None:
+        from .wcs import SITES
+
+        altitude_deg = 90.0 - abs(float(dec_deg) - SITES["obs_lsst"][1])
     if not (0.0 < _finite("altitude_deg", altitude_deg) <= 90.0):
         raise ConfigError("altitude_deg", altitude_deg, "altitude out of range", "(0, 90] degrees")
     for key, value in (("seeing_arcsec", seeing_arcsec), ("exptime_s", exptime_s)):
@@ -367,16 +375,52 @@ def _galaxy_lines(rng: np.random.Generator, n: int, ra0: float, dec0: float,
 # Header and files
 
 
+def observing_time(ra_deg: float, dec_deg: float, altitude_deg: float, mjd: float) -> tuple[float, float]:
+    """(mjd, azimuth_deg): the first time at or after ``mjd`` when the rising field stands at
+    ``altitude_deg`` (geometric) at Rubin's site, and its azimuth (N through E) then.
+
+    Raises:
+        ConfigError: the field never reaches that altitude there.
+    """
+    import erfa
+
+    from .wcs import SITES, Site, WcsSettings
+
+    lon, lat, _ = SITES["obs_lsst"]
+    phi, dec, alt = math.radians(lat), math.radians(dec_deg), math.radians(altitude_deg)
+    cos_h = (math.sin(alt) - math.sin(phi) * math.sin(dec)) / (math.cos(phi) * math.cos(dec))
+    if abs(cos_h) - 1.0 < 1e-9:
+        cos_h = max(-1.0, min(1.0, cos_h))          # the meridian, to rounding
+    else:
+        top = 90.0 - abs(dec_deg - lat)
+        raise ConfigError("altitude_deg", altitude_deg, f"a field at dec {dec_deg:g} never stands this high at Rubin",
+                          f"(0, {top:.4f}] degrees")
+    hour = -math.acos(cos_h)                                     # east of the meridian: rising
+    def lst(t):
+        return erfa.gmst06(2400000.5, t, 2400000.5, t) + math.radians(lon)
+
+    target, sidereal = math.radians(ra_deg) + hour, 2 * math.pi * 1.0027379093   # radians of LST per day
+    t = float(mjd) + ((target - lst(float(mjd))) % (2 * math.pi)) / sidereal    # the first time from mjd
+    for _ in range(2):
+        t += ((target - lst(t) + math.pi) % (2 * math.pi) - math.pi) / sidereal
+    # then the apparent hour angle (precession, nutation, aberration; no refraction) by ERFA
+    geometric = WcsSettings(pressure_kpa=0.0)
+    for _ in range(3):
+        _, _, hob, _, _ = Site(t, 500.0, geometric).icrf_to_observed(math.radians(ra_deg), dec)
+        t += ((hour - float(hob) + math.pi) % (2 * math.pi) - math.pi) / sidereal
+    az = math.atan2(-math.cos(dec) * math.sin(hour),
+                    math.sin(dec) * math.cos(phi) - math.cos(dec) * math.cos(hour) * math.sin(phi))
+    return t, math.degrees(az) % 360.0
+
+
 def _header_lines(*, visit: int, ra_deg: float, dec_deg: float, band: str, seed: int, mjd: float,
                   rotskypos_deg: float, altitude_deg: float, seeing_arcsec: float,
                   exptime_s: float) -> list[str]:
-    """The phosim header, in DC2's key order, with the placeholder conditions of the module doc."""
-    # On the meridian the parallactic angle is 0 south of the zenith and 180 north of it (a field
-    # with dec > altitude can only culminate north of the zenith at that altitude);
-    # rottelpos = rotskypos + parallactic angle, as in rubin_sim's scheduler.
-    north = dec_deg > altitude_deg
-    azimuth = 0.0 if north else 180.0
-    rottelpos = (rotskypos_deg + (180.0 if north else 0.0)) % 360.0
+    """The phosim header, in DC2's key order, with the conditions of the module doc."""
+    from .wcs import rotation_angles
+
+    mjd, azimuth = observing_time(ra_deg, dec_deg, altitude_deg, mjd)
+    _, rottelpos = rotation_angles(ra_deg, dec_deg, mjd, band, rotskypos_deg, None)
     p = _MAIN_HEADER_DIGITS
     values = [
         ("rightascension", f"{ra_deg:.{p}f}"),
@@ -386,7 +430,7 @@ def _header_lines(*, visit: int, ra_deg: float, dec_deg: float, band: str, seed:
         ("azimuth", f"{azimuth:.{p}f}"),
         ("filter", str(BANDS.index(band))),
         ("rotskypos", f"{rotskypos_deg:.{p}f}"),
-        ("rottelpos", f"{rottelpos:.7f}"),
+        ("rottelpos", f"{rottelpos:.{p}f}"),
         ("dist2moon", f"{90.0:.7f}"),
         ("moonalt", f"{-30.0:.7f}"),
         ("moondec", f"{0.0:.7f}"),

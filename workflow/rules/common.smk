@@ -15,7 +15,7 @@ OUT = config["outdir"].rstrip("/")
 VISITS = campaign.visits(config["catalogs"])  # visit -> VisitEntry (headers only)
 SENSORS = selected_sensors(config)
 OPTIONS = options_json(physics_options(config))  # what changes pixels; rerun when it changes
-PARTITION_OPTIONS = options_json({k: config[k] for k in ("scene", "partition")})  # what partitions depend on
+PARTITION_OPTIONS = options_json({k: config[k] for k in ("camera", "scene", "partition")})  # what partitions depend on
 VALIDATION = config["validation"]
 # what the per-sensor checks depend on (pictures, strictness and threads change no record; strict
 # and threads still rerun validate_visit, one job per visit, never a render)
