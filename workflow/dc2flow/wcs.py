@@ -141,12 +141,24 @@ class Site:
         return (self.utc1, self.utc2, self.dut1, self.elong, self.phi, self.hm, 0.0, 0.0, self.phpa, self.tc,
                 self.rh, self.wl_um)
 
+    @functools.cached_property
+    def _astrom(self):
+        """ERFA's star-independent astrometry parameters (``apco13``), once per site and time:
+        ``atco13`` = ``apco13`` + ``atciq`` + ``atioq``, so per object only the last two run."""
+        import erfa
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=erfa.ErfaWarning)
+            astrom, _ = erfa.apco13(*self._args())
+        return astrom
+
     @_quiet_erfa
     def icrf_to_observed(self, rc, dc):
         """ICRF (ra, dec) -> (azimuth, zenith distance, hour angle, observed dec, observed ra)."""
         import erfa
 
-        aob, zob, hob, dob, rob, _ = erfa.atco13(rc, dc, 0.0, 0.0, 0.0, 0.0, *self._args())
+        ri, di = erfa.atciq(rc, dc, 0.0, 0.0, 0.0, 0.0, self._astrom)
+        aob, zob, hob, dob, rob = erfa.atioq(ri, di, self._astrom)
         return aob, zob, hob, dob, rob
 
     @_quiet_erfa
@@ -154,7 +166,8 @@ class Site:
         """Observed (kind ``R``: ra, dec; ``A``: azimuth, zenith distance) -> ICRF (ra, dec)."""
         import erfa
 
-        return erfa.atoc13(kind, a, b, *self._args())
+        ri, di = erfa.atoiq(kind, a, b, self._astrom)
+        return erfa.aticq(ri, di, self._astrom)
 
     @_quiet_erfa
     def parallactic_angle(self, rc: float, dc: float) -> float:
