@@ -186,6 +186,11 @@ def _poisson_in_place(pixels: np.ndarray, seed: int) -> None:
         block[...] = rng.poisson(block)
 
 
+def _mid_snap(visit: Visit) -> bool:
+    """True when ``visit.mjd`` is the middle of the snap (an OpSim visit, dc2flow.opsim)."""
+    return getattr(visit, "source_kind", "instcat") == "opsim"
+
+
 def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, summary: dict):
     """The eimage header: imSim's keywords where they apply, the WCS, and provenance."""
     import galsim
@@ -203,8 +208,9 @@ def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, sum
         ("SEQNUM", visit.seqnum, ""),
         ("IMGTYPE", "SKYEXP", ""),
         ("CAMERA", "LSSTCam", ""),
-        ("MJD-OBS", visit.mjd, "[d] start of exposure"),
-        ("MJD", visit.mjd + 0.5 * visit.exptime_s / 86400.0, "[d] middle of exposure"),
+        # an instance catalog's mjd is the start of the exposure; an OpSim visit's, the middle of the snap (TAI)
+        ("MJD-OBS", visit.mjd - (0.5 * visit.exptime_s / 86400.0 if _mid_snap(visit) else 0.0), "[d] start of exposure"),
+        ("MJD", visit.mjd + (0.0 if _mid_snap(visit) else 0.5 * visit.exptime_s / 86400.0), "[d] middle of exposure"),
         ("FILTER", visit.band, "band"),
         ("RATEL", visit.ra_deg, "[deg] boresight RA"),
         ("DECTEL", visit.dec_deg, "[deg] boresight Dec"),
@@ -230,6 +236,11 @@ def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, sum
         ("CFGHASH", provenance.config_hash, "sha256[:16] of the physics options"),
         ("CONTAINR", provenance.container_image or "none", "container image"),
     ]
+    # OpSim's sky brightness and 5-sigma depth where the visit came with them (validation reads them)
+    for key, value, comment in (("SKYBRT", getattr(visit, "sky_brightness_mag", None), "[mag/arcsec2] OpSim skyBrightness"),
+                                ("M5OPSIM", getattr(visit, "five_sigma_depth", None), "[mag] OpSim fiveSigmaDepth")):
+        if value is not None:
+            cards.append((key, value, comment))
     cards += camera.wcs_header_cards(sensor, visit.ra_deg, visit.dec_deg, visit.rotskypos_deg)
     for key, value, comment in cards:
         h[key] = (value, comment)
