@@ -1,7 +1,7 @@
 """Photometry: SEDs, dust, LSST bandpasses, object fluxes and the sky level.
 
-An object's flux follows imSim: ``magnorm`` is the AB magnitude of its rest-frame SED in a narrow
-band at 500 nm; the SED is dimmed by internal CCM dust in the rest frame, redshifted (GalSim's
+An object's flux follows imSim: ``magnorm`` is the AB magnitude of its rest-frame SED at 500 nm
+(monochromatic: its photon flux density there is ``10^(-0.4 magnorm)`` times `AB0_PHOTONS_500NM`); the SED is dimmed by internal CCM dust in the rest frame, redshifted (GalSim's
 ``SED.atRedshift`` convention: photon flux density f(lambda / (1+z))), dimmed by Milky-Way CCM dust
 in the observed frame, and integrated through the LSST bandpass of the visit's band (GalSim's
 ``LSST_{band}.dat``, which includes a standard atmosphere) x exposure time x collecting area of an
@@ -156,8 +156,8 @@ class SedTable:
 
     Parameters:
         wave_nm:   wavelengths (nm), increasing.
-        fphot:     photon flux density (photons/s/cm^2/nm) of the SED scaled to AB magnitude 0 in
-                   imSim's narrow band at 500 nm.
+        fphot:     photon flux density (photons/s/cm^2/nm) of the SED scaled to AB magnitude 0 at
+                   500 nm (`AB0_PHOTONS_500NM` there).
         fallback:  '' when read from the library, else what replaced it (``blackbody 4520K``).
     """
 
@@ -225,15 +225,11 @@ def _normalised(wave: np.ndarray, flambda: np.ndarray, fallback: str) -> SedTabl
     order = np.argsort(wave, kind="stable")
     wave, flambda = wave[order], np.clip(flambda[order], 0.0, None)
     sed = galsim.SED(galsim.LookupTable(wave, flambda, interpolant="linear"), "nm", "flambda")
-    sed = sed.withMagnitude(0.0, _bp500())
+    # imSim's InstCatalog: AB magnitude 0 at 500 nm, monochromatic (withMagnitude through GalSim's
+    # Bandpass of LookupTable([499, 500, 501], [0, 1, 0]) is 1.25x brighter: that table's default
+    # spline interpolant gives the AB zeropoint an area of 1.25, the linear SED's integral 1)
+    sed = sed.withFluxDensity(AB0_PHOTONS_500NM, MAGNORM_WAVELENGTH_NM)
     return SedTable(wave_nm=wave, fphot=np.asarray(sed(wave), dtype=float), fallback=fallback)
-
-
-@functools.lru_cache(maxsize=None)
-def _bp500():
-    import galsim
-
-    return galsim.Bandpass(galsim.LookupTable([499, 500, 501], [0, 1, 0]), wave_type="nm").withZeropoint("AB")
 
 
 # --- tophat SEDs (skyCatalogs' galaxies) -------------------------------------------------------
