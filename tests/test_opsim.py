@@ -166,7 +166,15 @@ def test_workflow_renders_snap_1_of_opsim_visit_449053(tmp_path):
         assert hdul[0].verify_checksum() == 1
     assert (h["OBSID"], h["FILTER"], h["SEQNUM"], h["EXPTIME"]) == (449053, "r", imsim["SEQNUM"], 15.0)
     assert h["MJD"] == pytest.approx(imsim["MJD"], abs=1e-9)  # the middle of snap 1, TAI
-    assert h["MJD-OBS"] == pytest.approx(imsim["MJD"] - 7.5 / 86400, abs=1e-9)
+    assert h["MJD-OBS"] == pytest.approx(imsim["MJD-OBS"], abs=1e-9)  # the visit's start, as imSim writes it
+    # the same OpSim visit gives the same sky: the workflow's header WCS against imSim's, 9 x 9 grid
+    import galsim
+    import numpy as np
+
+    ours, theirs = galsim.GSFitsWCS(header=dict(h)), galsim.GSFitsWCS(header=dict(imsim))
+    gx, gy = (a.ravel() for a in np.meshgrid(np.linspace(0, 4095, 9), np.linspace(0, 4003, 9)))
+    x, y = ours.radecToxy(*theirs.xyToradec(gx, gy, units="rad"), units="rad")
+    assert np.hypot(x - gx, y - gy).max() < 0.05
     row = _row(449053)
     assert (h["SKYBRT"], h["M5OPSIM"], h["FWHMGEOM"]) == pytest.approx(
         (row["skyBrightness"], row["fiveSigmaDepth"], row["seeingFwhmGeom"]))
