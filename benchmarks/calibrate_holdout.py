@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     for visit, (stars, galaxies, bright) in enumerate(VISITS, start=1):
         ra, dec = 20.0 + 10 * visit, -20.0
         cats.append(make_catalog(outdir=work / "cats", visit=visit, ra_deg=ra, dec_deg=dec,
-                                 band="gri"[visit - 1], seed=visit, radius_deg=0.3, star_density=stars,
+                                 band="gri"[visit - 1], seed=visit, rotskypos_deg=270.0, radius_deg=0.3,
+                                 star_density=stars,
                                  galaxy_density=galaxies,
                                  bright_stars=[(ra + dra, dec + ddec, m) for dra, ddec, m in bright]))
     estimates = [f"out/estimates/{v:08d}.tsv" for v in (1, 2, 3)]

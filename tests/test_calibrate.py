@@ -55,7 +55,9 @@ def test_too_few_records():
 
 # (stars/deg2, galaxies/deg2, bright stars (dRA, dDec from the boresight (20 + 10 visit, -20) in
 # degrees, magnorm)); R22_S10 is centred 0.25 deg east, R22_S12 0.25 deg west, R22_S01 0.235 deg
-# south and R22_S21 0.235 deg north of the boresight.  The same layout as benchmarks/calibrate_holdout.py.
+# south and R22_S21 0.235 deg north of the boresight, with rotSkyPos 270 (+y north, east -x: a
+# sensor's +y lands at PA 270 - rotSkyPos).  The same layout as benchmarks/calibrate_holdout.py.
+ROTSKYPOS = 270.0
 CAL_VISITS = [(300, 1000, [(-0.26, 0.01, 1.5)]),                       # on R22_S12 (training)
               (2000, 30000, [(0.26, -0.01, 1.0), (0.0, 0.245, 4.5)]),  # on R22_S10 (held out), R22_S21
               (5000, 80000, [(0.01, -0.245, 3.0)])]                    # on R22_S01 (training)
@@ -80,7 +82,8 @@ def test_predicts_held_out_render_jobs(tmp_path):
     for visit, (stars, galaxies, bright) in enumerate(CAL_VISITS, start=1):
         ra, dec = 20.0 + 10 * visit, -20.0
         cats.append(make_catalog(outdir=tmp_path / "cats", visit=visit, ra_deg=ra, dec_deg=dec, band="gri"[visit - 1],
-                                 seed=visit, radius_deg=0.3, star_density=stars, galaxy_density=galaxies,
+                                 seed=visit, rotskypos_deg=ROTSKYPOS, radius_deg=0.3, star_density=stars,
+                                 galaxy_density=galaxies,
                                  bright_stars=[(ra + dra, dec + ddec, m) for dra, ddec, m in bright]))
     sensors = ["R22_S01", "R22_S10", "R22_S11", "R22_S12", "R22_S21"]
     estimates = [f"out/estimates/{v:08d}.tsv" for v in (1, 2, 3)]

@@ -13,11 +13,14 @@ GAL = "galaxySED/Burst.25E09.02Z.spec.gz"
 
 
 def _galsim_photons(sed_path, magnorm, z, iav, irv, gav, grv, band, exptime):
-    """Reference: GalSim SED -> internal dust -> redshift -> MW dust -> bandpass (as imSim)."""
+    """Reference: GalSim SED -> magnorm at 500 nm -> internal dust -> redshift -> MW dust -> bandpass,
+    as imSim's InstCatalog (withFluxDensity of AB magnorm at 500 nm, astropy's units)."""
+    import astropy.units as u
+
     data = np.loadtxt(sed_path)
     sed = galsim.SED(galsim.LookupTable(data[:, 0], data[:, 1], interpolant="linear"), "nm", "flambda")
-    bp500 = galsim.Bandpass(galsim.LookupTable([499, 500, 501], [0, 1, 0]), "nm").withZeropoint("AB")
-    sed = sed.withMagnitude(magnorm, bp500)
+    fnu = (magnorm * u.ABmag).to(u.erg / u.s / u.cm**2 / u.Hz)
+    sed = sed.withFluxDensity(fnu.to_value(u.ph / u.nm / u.s / u.cm**2, u.spectral_density(500 * u.nm)), 500.0)
     if iav:
         sed = sed * (lambda w: ph.ccm_transmission(np.asarray(w), iav, irv))
     sed = sed.atRedshift(z)
@@ -95,3 +98,17 @@ def test_bandpass_is_galsims_file_to_the_last_bit(band):
     flat = galsim.SED(galsim.LookupTable([50.0, 3000.0], [1.0, 1.0]), "nm", "fnu")
     ab = galsims.withZeropoint("AB")
     assert ph.ab_zero_photons(band) == flat.withMagnitude(0.0, ab).calculateFlux(ab)
+
+
+@needs_shared()
+def test_magnorm_0_is_ab_0_at_500_nm_as_imsim():
+    """imSim's InstCatalog normalises every SED to the photon flux density of AB 0 at 500 nm (astropy's
+    units); GalSim's withMagnitude through a LookupTable([499, 500, 501], [0, 1, 0]) band would be 1.25x
+    that (the table's spline interpolant): the library's SEDs are at imSim's level."""
+    import astropy.units as u
+
+    fnu = (0 * u.ABmag).to(u.erg / u.s / u.cm**2 / u.Hz)
+    want = fnu.to_value(u.ph / u.nm / u.s / u.cm**2, u.spectral_density(500 * u.nm))
+    for name in (STAR, GAL):
+        table = ph.SedLibrary(SED_DIR).get(name)
+        assert np.interp(500.0, table.wave_nm, table.fphot) == pytest.approx(want, rel=1e-6)

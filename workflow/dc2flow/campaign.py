@@ -1,7 +1,14 @@
 """A campaign: the visits named by a configuration and the files the pipeline makes for them.
 
-Snakemake's ``common.smk`` asks this module for the visit list (reading only catalog headers) and
-for the output names, so the names are defined once, here.
+Snakemake's ``common.smk`` asks this module for the visit list (reading only catalog headers, or
+the visits' rows of an OpSim database) and for the output names, so the names are defined once, here.
+
+Snaps: one run renders one snap of its visits (config ``snaps``, one value; instance catalogs are
+snap 0).  The snap is in every image and truth-table name, as imSim's
+(``eimage_{visit:08d}-{snap}-...``); the stage files under ``catalog/``, ``partitions/``, the
+registry and validation records are keyed by the visit alone, so two snaps of a visit go in two
+runs with two output folders.  Keying the workflow by (visit, snap) would touch the bundle plan,
+the registry key and every per-visit rule: not done yet.
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ from .errors import ConfigError
 
 @dataclass(frozen=True)
 class VisitEntry:
-    """One visit of a campaign: its number, band and catalog file."""
+    """One visit of a campaign: its number, band and catalog file (an instance catalog, or the
+    OpSim database when ``kind`` is ``"opsim"``), and the snap rendered."""
 
     visit: int
     band: str
     catalog: str
+    snap: int = 0
+    kind: str = "instcat"
 
 
 def visits(catalog_patterns: list[str]) -> dict[int, VisitEntry]:
@@ -41,6 +51,82 @@ def visits(catalog_patterns: list[str]) -> dict[int, VisitEntry]:
                               "one catalog per visit")
         out[header.visit] = VisitEntry(header.visit, header.band, path)
     return dict(sorted(out.items()))
+
+
+def opsim_visits(opsim_db: str, visit_ids: list[int], snap: int = 0) -> dict[int, VisitEntry]:
+    """visit -> :class:`VisitEntry` for OpSim visits (each visit's row is read: band, snaps).
+
+    Raises:
+        ConfigError: a visit is listed twice.
+        CatalogError: the database is missing or malformed, a visit is not in it, or it has no such snap.
+    """
+    from .opsim import read_visit
+
+    out: dict[int, VisitEntry] = {}
+    for v in visit_ids:
+        if int(v) in out:
+            raise ConfigError("visits", v, "is listed twice", "each observationId once")
+        visit = read_visit(opsim_db, int(v), snap)
+        out[visit.visit] = VisitEntry(visit.visit, visit.band, str(opsim_db), snap=snap, kind="opsim")
+    return dict(sorted(out.items()))
+
+
+def run_snap(config: dict) -> int:
+    """The one snap a run renders (config ``snaps``).
+
+    Raises:
+        ConfigError: more than one snap, or a snap other than 0 with instance catalogs.
+    """
+    snaps = list(config.get("snaps") or [0])
+    if len(snaps) != 1:
+        raise ConfigError("snaps", snaps, "a run renders one snap of its visits (the stage files, bundle plan and "
+                          "registry are keyed by visit): run each snap with its own outdir", "a list of one snap")
+    snap = int(snaps[0])
+    if snap != 0 and config.get("catalogs"):
+        raise ConfigError("snaps", snaps, "instance catalogs are snap 0 (one catalog per snap)",
+                          "[0] with catalogs, or OpSim visits only")
+    return snap
+
+
+def config_visits(config: dict) -> dict[int, VisitEntry]:
+    """visit -> :class:`VisitEntry` of a run: its instance catalogs (``catalogs``) and its OpSim visits
+    (``opsim_db`` with ``visits``), snap :func:`run_snap`.
+
+    Raises:
+        ConfigError: ``visits`` without ``opsim_db`` or the reverse, ``sky_catalog`` without
+            ``opsim_db``, a bad ``snaps``, or a visit number given by a catalog and the database.
+        CatalogError: a catalog header or the database is malformed.
+    """
+    snap = run_snap(config)
+    db, ids = config.get("opsim_db"), [int(v) for v in config.get("visits") or []]
+    if ids and not db:
+        raise ConfigError("visits", ids, "OpSim visits need opsim_db, the OpSim database", "opsim_db: path/to/opsim.db")
+    if db and not ids:
+        raise ConfigError("opsim_db", db, "given without visits (the observationIds to render)", "visits: [449053, ...]")
+    if config.get("sky_catalog") and not db:
+        raise ConfigError("sky_catalog", config["sky_catalog"], "gives the objects of OpSim visits: set opsim_db "
+                          "and visits too", "opsim_db and visits")
+    out = visits(config.get("catalogs") or [])
+    if db:
+        for v, entry in opsim_visits(db, ids, snap).items():
+            if v in out:
+                raise ConfigError("visits", v, f"is also the visit of the instance catalog {out[v].catalog}",
+                                  "each visit once")
+            out[v] = entry
+    return dict(sorted(out.items()))
+
+
+def visit_regex(visits: dict[int, VisitEntry], kind: str) -> str:
+    """A wildcard constraint for ``{visit}`` (8 digits) matching the visits of ``kind`` only, so that
+    the catalog rule and the OpSim rule never both claim a visit: any 8 digits when every visit is
+    of that kind, none when none is, else the others excluded by a lookahead."""
+    mine = [v for v, e in visits.items() if e.kind == kind]
+    others = [v for v, e in visits.items() if e.kind != kind]
+    if not others:
+        return r"\d{8}"
+    if not mine:
+        return r"(?!)\d{8}"
+    return r"(?!(?:" + "|".join(visit_dir(v) for v in others) + r")(?!\d))\d{8}"
 
 
 def visit_dir(visit: int) -> str:

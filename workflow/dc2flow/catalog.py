@@ -179,6 +179,19 @@ class Visit:
                         pairs [default: ()].
         rotation_given: which of ``rotskypos``/``rottelpos`` the catalog gave (``both``, or the one
                         the other was derived from) [default: both].
+        snap:           the snap of the visit this record describes, 0-based (an OpSim visit of
+                        ``numExposures`` > 1 has that many) [default: 0].
+        seeing_fwhm_geom_arcsec:  OpSim's ``seeingFwhmGeom``, arcsec; the PSF is sized to it
+                        where given [default: None: computed from the seeing].
+        sky_brightness_mag:  OpSim's ``skyBrightness``, AB mag/arcsec^2 [default: None].
+        five_sigma_depth:    OpSim's ``fiveSigmaDepth``, AB mag [default: None].
+        observation_start_mjd:  OpSim's ``observationStartMJD``, the start of the visit's first
+                        snap (TAI) [default: None].
+        airmass_opsim:  OpSim's ``airmass`` [default: None; `airmass` is 1/sin(altitude) either way].
+        para_angle_deg: OpSim's ``paraAngle``, degrees [default: None].
+        source_kind:    where the record came from: ``"instcat"`` (an instance catalog header) or
+                        ``"opsim"`` (a row of an OpSim database, see :mod:`dc2flow.opsim`)
+                        [default: "instcat"].
     """
 
     visit: int
@@ -205,6 +218,14 @@ class Visit:
     path: str
     extra: tuple[tuple[str, str], ...] = ()
     rotation_given: str = "both"
+    snap: int = 0
+    seeing_fwhm_geom_arcsec: float | None = None
+    sky_brightness_mag: float | None = None
+    five_sigma_depth: float | None = None
+    observation_start_mjd: float | None = None
+    airmass_opsim: float | None = None
+    para_angle_deg: float | None = None
+    source_kind: str = "instcat"
 
     @property
     def airmass(self) -> float:

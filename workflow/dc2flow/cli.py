@@ -64,6 +64,32 @@ def _cmd_parse(args) -> None:
     log.info("%s: visit %d, %s", args.catalog, visit.visit, skips.summary())
 
 
+def _cmd_opsim_visit(args) -> None:
+    from .catalog import OBJECT_SCHEMA
+    from .io import atomic_output, sha256_file, write_json
+    from .opsim import read_visit
+
+    visit = read_visit(args.opsim_db, args.visit, args.snap)
+    if args.sky_catalog:
+        from .skycatalog import read_sky_catalog
+
+        counts, _ = read_sky_catalog(args.sky_catalog, visit, objects_out=args.objects,
+                                     sky_catalog_root=args.sky_catalog_root, radius_deg=args.radius_deg)
+        files, summary = counts.files, counts.summary()
+    else:
+        import pyarrow.parquet as pq
+
+        log.warning("%s: visit %d has no sky catalog: the object table is empty", args.opsim_db, visit.visit)
+        with atomic_output(args.objects) as tmp:
+            pq.write_table(OBJECT_SCHEMA.empty_table(), tmp)
+        files, summary = [], "no sky catalog: no objects"
+    files = list(dict.fromkeys([args.opsim_db, *files]))
+    write_json(args.sources, {"visit": visit.visit, "snap": visit.snap,
+                              "files": [[f, sha256_file(f)] for f in files], "skips": summary})
+    visit.write_json(args.visit_json)
+    log.info("%s: visit %d snap %d, %s", args.opsim_db, visit.visit, visit.snap, summary)
+
+
 def _cmd_partition(args) -> None:
     import os
 
@@ -387,6 +413,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-rows", type=int, default=D["catalog"]["chunk_rows"],
                    help="rows per Parquet row group [default: catalog.chunk_rows]")
     s.set_defaults(func=_cmd_parse)
+
+    s = sub.add_parser("opsim-visit", help="one snap of an OpSim visit and its skyCatalogs objects: the outputs of 'parse'",
+                       description="Reads the visit's row of an OpSim database (table observations) as imSim does "
+                                   "(dc2flow.opsim) and the objects of a skyCatalogs catalog within --radius-deg of its "
+                                   "boresight (dc2flow.skycatalog), and writes the same three files as 'parse': the "
+                                   "visit as JSON, the object table as Parquet and a sources JSON (sha256 of every "
+                                   "file read, counts), each atomically.")
+    s.add_argument("opsim_db", help="the OpSim database (SQLite)")
+    s.add_argument("--visit", type=int, required=True, help="the observationId")
+    s.add_argument("--snap", type=int, default=0, help="the snap, 0 .. numExposures-1 [default: 0]")
+    s.add_argument("--sky-catalog", help="a skyCatalogs YAML [default: none: no objects]")
+    s.add_argument("--sky-catalog-root", help="replaces the YAML's skycatalog_root [default: the YAML's, "
+                                              "relative to the YAML's folder]")
+    s.add_argument("--radius-deg", type=float, default=D["sky_catalog_radius_deg"],
+                   help="objects within this angle of the boresight [default: sky_catalog_radius_deg]")
+    s.add_argument("--visit-json", required=True, help="output: the visit (JSON)")
+    s.add_argument("--objects", required=True, help="output: the object table (Parquet)")
+    s.add_argument("--sources", required=True, help="output: files read with their sha256 (JSON)")
+    s.set_defaults(func=_cmd_opsim_visit)
 
     s = sub.add_parser("partition", help="assign a visit's objects to sensors (one Parquet per sensor)",
                        description="Computes fluxes and stamp sizes and writes {out-dir}/{det_name}.parquet for "

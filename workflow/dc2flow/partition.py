@@ -88,7 +88,8 @@ def build_object(kind: str, flux: float, major: float, minor: float, pa_deg: flo
 class VisitConditions:
     """What a visit's header and the scene options imply for drawing: PSF and sky.
 
-    ``fwhm_geom_arcsec`` is the visit's FWHMgeom: OpSim's ``seeingFwhmGeom`` where the visit has
+    The sky is OpSim's ``skyBrightness`` where the visit has one (the sky at that pointing), else
+    ``scene.sky_mag`` at zenith scaled by the airmass.  ``fwhm_geom_arcsec`` is the visit's FWHMgeom: OpSim's ``seeingFwhmGeom`` where the visit has
     one, else imSim's formula of the raw seeing (:func:`dc2flow.psf.fwhm_geom`); the default PSF's
     FWHM equals it (``scene.optics_fwhm_arcsec`` null).
     """
@@ -104,8 +105,14 @@ class VisitConditions:
             given = fwhm_geom(visit.seeing_arcsec, visit.band, airmass_ks(visit.altitude_deg))
         psf = PsfModel.for_visit(visit.seeing_arcsec, visit.band, visit.altitude_deg, scene["optics_fwhm_arcsec"],
                                  given)
-        sky = photometry.sky_electrons_per_pixel(visit.band, scene["sky_mag"][visit.band], visit.airmass,
-                                                 visit.exptime_s, camera.PIXEL_SCALE_ARCSEC)
+        opsim_sky = getattr(visit, "sky_brightness_mag", None)
+        if opsim_sky is not None and math.isfinite(opsim_sky):
+            # OpSim's skyBrightness is the sky at the pointing (airmass, Moon, twilight included)
+            sky = photometry.sky_electrons_per_pixel(visit.band, opsim_sky, 1.0, visit.exptime_s,
+                                                     camera.PIXEL_SCALE_ARCSEC)
+        else:
+            sky = photometry.sky_electrons_per_pixel(visit.band, scene["sky_mag"][visit.band], visit.airmass,
+                                                     visit.exptime_s, camera.PIXEL_SCALE_ARCSEC)
         return cls(psf=psf, sky_e_per_px=sky, fwhm_geom_arcsec=float(given))
 
 

@@ -1,7 +1,7 @@
 """Photometry: SEDs, dust, LSST bandpasses, object fluxes and the sky level.
 
-An object's flux follows imSim: ``magnorm`` is the AB magnitude of its rest-frame SED in a narrow
-band at 500 nm; the SED is dimmed by internal CCM dust in the rest frame, redshifted (GalSim's
+An object's flux follows imSim: ``magnorm`` is the AB magnitude of its rest-frame SED at 500 nm
+(monochromatic: its photon flux density there is ``10^(-0.4 magnorm)`` times `AB0_PHOTONS_500NM`); the SED is dimmed by internal CCM dust in the rest frame, redshifted (GalSim's
 ``SED.atRedshift`` convention: photon flux density f(lambda / (1+z))), dimmed by Milky-Way CCM dust
 in the observed frame, and integrated through the LSST bandpass of the visit's band (GalSim's
 ``LSST_{band}.dat``, which includes a standard atmosphere) x exposure time x collecting area of an
@@ -18,6 +18,14 @@ plain two-column ``nm flambda`` files).  A name not found falls back to: a black
 temperature in a star SED's name (Kurucz ``..._4520.gz`` -> 4520 K, MLT ``lte033-...`` -> 3300 K,
 white dwarf ``bergeron_10000_75.dat_10100.gz`` -> 10100 K; 5800 K when no temperature can be read),
 or GalSim's CWW Sbc template for any other name.  Fallbacks are counted.
+
+A *tophat* SED (skyCatalogs' cosmoDC2 galaxies: one value of L_nu per wide wavelength bin) is not a
+file but the name itself: ``tophat:<start>+<width>,...|<value>,...`` (bins in nm, see
+:func:`tophat_sed_name`).  As skyCatalogs' ``TophatSedFactory``, each bin's L_nu becomes a constant
+f_lambda over the bin (``L_nu * dnu / dlambda``) and the SED is zero outside the bins; it is then
+normalised to magnorm 0 at 500 nm like any other SED, redshifted and dimmed the same way, and
+integrated through the band on a 0.05 nm grid (the bins' edges are steps; a 1 nm grid would miss
+up to half a nanometre of a step).  Tophat SEDs are computed per object and never fall back.
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ HC_ERG_NM = 6.62607015e-27 * 2.99792458e17      # Planck constant x speed of lig
 K_B_ERG_PER_K = 1.380649e-16
 FALLBACK_STAR_TEMPERATURE_K = 5800.0
 FALLBACK_GALAXY_SED = "CWW_Sbc_ext.sed"          # shipped with GalSim, Angstrom / flambda
+MAGNORM_WAVELENGTH_NM = 500.0
+#: Photons / s / cm^2 / nm at 500 nm of a source of AB magnitude 0 (f_nu = 10^(-48.6 / 2.5) erg/s/cm^2/Hz):
+#: an SED of magnorm m has ``10^(-0.4 m)`` times this photon flux density at 500 nm (rest frame), as
+#: imSim's ``InstCatalog`` normalises (``withFluxDensity`` at 500 nm) and skyCatalogs' ``normalize_sed``.
+AB0_PHOTONS_500NM = 10 ** (-0.4 * 48.6) / (6.62607015e-27 * MAGNORM_WAVELENGTH_NM)
 _CCM_RV = (3.1, 5.0)                             # two R_V values to read a(x), b(x) off the law
 _BAND_GRID_STEP_NM = 1.0
 
@@ -143,8 +156,8 @@ class SedTable:
 
     Parameters:
         wave_nm:   wavelengths (nm), increasing.
-        fphot:     photon flux density (photons/s/cm^2/nm) of the SED scaled to AB magnitude 0 in
-                   imSim's narrow band at 500 nm.
+        fphot:     photon flux density (photons/s/cm^2/nm) of the SED scaled to AB magnitude 0 at
+                   500 nm (`AB0_PHOTONS_500NM` there).
         fallback:  '' when read from the library, else what replaced it (``blackbody 4520K``).
     """
 
@@ -212,15 +225,98 @@ def _normalised(wave: np.ndarray, flambda: np.ndarray, fallback: str) -> SedTabl
     order = np.argsort(wave, kind="stable")
     wave, flambda = wave[order], np.clip(flambda[order], 0.0, None)
     sed = galsim.SED(galsim.LookupTable(wave, flambda, interpolant="linear"), "nm", "flambda")
-    sed = sed.withMagnitude(0.0, _bp500())
+    # imSim's InstCatalog: AB magnitude 0 at 500 nm, monochromatic (withMagnitude through GalSim's
+    # Bandpass of LookupTable([499, 500, 501], [0, 1, 0]) is 1.25x brighter: that table's default
+    # spline interpolant gives the AB zeropoint an area of 1.25, the linear SED's integral 1)
+    sed = sed.withFluxDensity(AB0_PHOTONS_500NM, MAGNORM_WAVELENGTH_NM)
     return SedTable(wave_nm=wave, fphot=np.asarray(sed(wave), dtype=float), fallback=fallback)
 
 
-@functools.lru_cache(maxsize=None)
-def _bp500():
-    import galsim
+# --- tophat SEDs (skyCatalogs' galaxies) -------------------------------------------------------
 
-    return galsim.Bandpass(galsim.LookupTable([499, 500, 501], [0, 1, 0]), wave_type="nm").withZeropoint("AB")
+TOPHAT_PREFIX = "tophat:"
+_TOPHAT_STEP_NM = 0.05
+
+
+def tophat_sed_name(start_nm, width_nm, values) -> str:
+    """The SED name of a tophat SED: ``tophat:<start>+<width>,...|<value>,...``.
+
+    Parameters:
+        start_nm:  each bin's first wavelength, nm.
+        width_nm:  each bin's width, nm (> 0).
+        values:    each bin's L_nu (any unit: only the shape counts, magnorm sets the level); the
+                   values are written relative to the largest, to 7 significant digits.
+
+    Raises:
+        ValueError: lengths differ, a width is not positive, or a value is negative or not finite.
+    """
+    start, width, vals = (np.asarray(a, dtype=float) for a in (start_nm, width_nm, values))
+    if not (start.shape == width.shape == vals.shape) or start.ndim != 1 or start.size == 0:
+        raise ValueError(f"tophat SED: {start.size} bins, {width.size} widths and {vals.size} values")
+    if not (np.all(np.isfinite(vals)) and np.all(vals >= 0) and np.all(width > 0)):
+        raise ValueError("tophat SED: values must be finite and >= 0, widths > 0")
+    top = vals.max()
+    rel = vals / top if top > 0 else vals
+    bins = ",".join(f"{a:.10g}+{w:.10g}" for a, w in zip(start, width))
+    return TOPHAT_PREFIX + bins + "|" + ",".join(f"{v:.7g}" for v in rel)
+
+
+def parse_tophat(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(lo_nm, hi_nm, values)`` of a :func:`tophat_sed_name` name.
+
+    Raises:
+        ValueError: the name is not a well-formed tophat SED.
+    """
+    try:
+        bins, values = name[len(TOPHAT_PREFIX):].split("|")
+        pairs = np.array([[float(x) for x in b.split("+")] for b in bins.split(",")], dtype=float)
+        vals = np.array([float(v) for v in values.split(",")], dtype=float)
+    except ValueError as e:
+        raise ValueError(f"not a tophat SED name ({name[:60]!r}...): {e}") from None
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or len(pairs) != len(vals):
+        raise ValueError(f"not a tophat SED name ({name[:60]!r}...): bins and values differ in number")
+    return pairs[:, 0], pairs[:, 0] + pairs[:, 1], vals
+
+
+def _tophat_flambda(lo: np.ndarray, hi: np.ndarray, values: np.ndarray, wave: np.ndarray) -> np.ndarray:
+    """f_lambda (shape) of tophat SEDs at rest wavelengths ``wave`` (objects x points); ``values``
+    objects x bins.  L_nu -> L_lambda per bin: ``L_nu * dnu / dlambda = L_nu * c / (lo * hi)``."""
+    flam = values / (lo * hi)[None, :]
+    idx = np.clip(np.searchsorted(lo, wave, side="right") - 1, 0, len(lo) - 1)
+    inside = (wave >= lo[idx]) & (wave < hi[idx])
+    return np.where(inside, np.take_along_axis(flam, idx, axis=1), 0.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _fine_band_grid(band: str) -> tuple[np.ndarray, np.ndarray]:
+    bp = bandpass(band)
+    wave = np.arange(bp.blue_limit, bp.red_limit + 0.5 * _TOPHAT_STEP_NM, _TOPHAT_STEP_NM)
+    return wave, np.asarray(bp(wave), dtype=float)
+
+
+def _tophat_photons(names: list[str], z: np.ndarray, dust: dict, band: str, chunk: int = 256) -> np.ndarray:
+    """Photons per s per cm^2 at magnorm 0 of tophat-SED objects (before ``10^(-0.4 magnorm)``)."""
+    wave, thru = _fine_band_grid(band)
+    w500 = np.array([[MAGNORM_WAVELENGTH_NM]])
+    out = np.zeros(len(names))
+    groups: dict[str, list[int]] = {}
+    parsed = [parse_tophat(n) for n in names]
+    for i, name in enumerate(names):
+        groups.setdefault(name.split("|", 1)[0], []).append(i)
+    for members in groups.values():
+        lo, hi, _ = parsed[members[0]]
+        for start in range(0, len(members), chunk):
+            idx = np.asarray(members[start:start + chunk])
+            vals = np.stack([parsed[i][2] for i in idx])
+            # photon flux density ~ f_lambda * lambda; magnorm 0: AB 0 at 500 nm (zero where no bin holds it)
+            at500 = _tophat_flambda(lo, hi, vals, np.broadcast_to(w500, (len(idx), 1)))[:, 0] * MAGNORM_WAVELENGTH_NM
+            norm = np.divide(AB0_PHOTONS_500NM, at500, out=np.zeros_like(at500), where=at500 > 0)
+            rest = wave[None, :] / (1.0 + z[idx, None])
+            f = _tophat_flambda(lo, hi, vals, rest) * rest * norm[:, None]
+            f = f * ccm_transmission(rest, dust["internal_av"][idx, None], dust["internal_rv"][idx, None])
+            f = f * ccm_transmission(wave[None, :], dust["galactic_av"][idx, None], dust["galactic_rv"][idx, None])
+            out[idx] = np.trapezoid(f * thru[None, :], wave, axis=1)
+    return out
 
 
 def object_photons(objects, band: str, exptime_s: float, seds: SedLibrary,
@@ -232,7 +328,8 @@ def object_photons(objects, band: str, exptime_s: float, seds: SedLibrary,
                    galactic_av, galactic_rv`` (pandas DataFrame).
         band:      u..y.
         exptime_s: exposure time.
-        seds:      the :class:`SedLibrary` to resolve names with.
+        seds:      the :class:`SedLibrary` to resolve names with (tophat SEDs, named
+                   ``tophat:...``, need none: see :func:`tophat_sed_name`).
 
     Returns:
         (photons, fallback) arrays: the flux, and True where the SED was a fallback.
@@ -246,7 +343,15 @@ def object_photons(objects, band: str, exptime_s: float, seds: SedLibrary,
     scale = 10 ** (-0.4 * objects["magnorm"].to_numpy(float)) * COLLECTING_AREA_CM2 * exptime_s
     z_all = objects["redshift"].to_numpy(float)
     cols = {c: objects[c].to_numpy(float) for c in ("internal_av", "internal_rv", "galactic_av", "galactic_rv")}
-    for name, index in objects.groupby("sed", sort=True).indices.items():
+    names = objects["sed"].astype(str).to_numpy()
+    tophat = np.char.startswith(names.astype(str), TOPHAT_PREFIX)
+    if tophat.any():
+        where = np.flatnonzero(tophat)
+        sub = {c: v[where] for c, v in cols.items()}
+        photons[where] = _tophat_photons(list(names[where]), z_all[where], sub, band)
+    others = np.flatnonzero(~tophat)  # positions of the named (file) SEDs
+    for name, index in objects.iloc[others].groupby("sed", sort=True).indices.items():
+        index = others[index]
         table = seds.get(name)
         fallback[index] = bool(table.fallback)
         for start in range(0, len(index), chunk):

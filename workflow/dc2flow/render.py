@@ -244,6 +244,11 @@ def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, sum
         ("CFGHASH", provenance.config_hash, "sha256[:16] of the physics options"),
         ("CONTAINR", provenance.container_image or "none", "container image"),
     ]
+    # OpSim's sky brightness and 5-sigma depth where the visit came with them (validation reads them)
+    for key, value, comment in (("SKYBRT", getattr(visit, "sky_brightness_mag", None), "[mag/arcsec2] OpSim skyBrightness"),
+                                ("M5OPSIM", getattr(visit, "five_sigma_depth", None), "[mag] OpSim fiveSigmaDepth")):
+        if value is not None:
+            cards.append((key, value, comment))
     for key, value, comment in cards:
         h[key] = (value, comment)
     for key, value in wcs_cards.items():

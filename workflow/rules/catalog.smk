@@ -1,4 +1,6 @@
-# Stage 1: parse each instance catalog once (header -> JSON, objects -> Parquet).
+# Stage 1: each visit's header and objects, once: an instance catalog parsed (parse_catalog), or an
+# OpSim visit with its skyCatalogs objects (opsim_visit); both write the same three files, and
+# each visit is made by one of them (wildcard constraints from dc2flow.campaign.visit_regex).
 
 
 rule parse_catalog:
@@ -8,6 +10,8 @@ rule parse_catalog:
         visit=f"{OUT}/catalog/{{visit}}/visit.json",
         objects=f"{OUT}/catalog/{{visit}}/objects.parquet",
         sources=f"{OUT}/catalog/{{visit}}/sources.json",
+    wildcard_constraints:
+        visit=INSTCAT_VISIT,
     log:
         f"{OUT}/logs/catalog/{{visit}}.log",
     benchmark:
@@ -18,3 +22,26 @@ rule parse_catalog:
     shell:
         "dc2flow -v --failure-record {params.failure:q} parse {input:q} --visit-json {output.visit:q} --objects {output.objects:q}"
         " --sources {output.sources:q} --chunk-rows {params.chunk_rows} > {log:q} 2>&1"
+
+
+rule opsim_visit:
+    input:
+        unpack(opsim_inputs),
+    output:
+        visit=f"{OUT}/catalog/{{visit}}/visit.json",
+        objects=f"{OUT}/catalog/{{visit}}/objects.parquet",
+        sources=f"{OUT}/catalog/{{visit}}/sources.json",
+    wildcard_constraints:
+        visit=OPSIM_VISIT,
+    log:
+        f"{OUT}/logs/catalog/{{visit}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/catalog/{{visit}}.tsv"
+    params:
+        failure=failure_record("catalog", "visit"),
+        visit=lambda wildcards: int(wildcards.visit),
+        snap=SNAP,
+        sky=sky_catalog_options,
+    shell:
+        "dc2flow -v --failure-record {params.failure:q} opsim-visit {input.db:q} --visit {params.visit} --snap {params.snap}"
+        " {params.sky} --visit-json {output.visit:q} --objects {output.objects:q} --sources {output.sources:q} > {log:q} 2>&1"

@@ -12,7 +12,10 @@ from dc2flow.config import options_json, physics_options, selected_sensors, vali
 validate(config)
 
 OUT = config["outdir"].rstrip("/")
-VISITS = campaign.visits(config["catalogs"])  # visit -> VisitEntry (headers only)
+VISITS = campaign.config_visits(config)  # visit -> VisitEntry (catalog headers, OpSim rows)
+SNAP = campaign.run_snap(config)  # the snap in every image name (one per run, see dc2flow.campaign)
+INSTCAT_VISIT = campaign.visit_regex(VISITS, "instcat")  # which visits parse_catalog makes, and opsim_visit
+OPSIM_VISIT = campaign.visit_regex(VISITS, "opsim")
 SENSORS = selected_sensors(config)
 OPTIONS = options_json(physics_options(config))  # what changes pixels; rerun when it changes
 PARTITION_OPTIONS = options_json({k: config[k] for k in ("camera", "scene", "partition")})  # what partitions depend on
@@ -38,9 +41,26 @@ def get_catalog(wildcards):
     return visit_entry(wildcards).catalog
 
 
+def opsim_inputs(wildcards):
+    """An OpSim visit's inputs: the database and, where given, the sky catalog YAML (its Parquet files
+    are found when the job runs; their sha256 go in sources.json)."""
+    inputs = {"db": config["opsim_db"]}
+    if config["sky_catalog"]:
+        inputs["sky"] = config["sky_catalog"]
+    return inputs
+
+
+def sky_catalog_options(wildcards):
+    if not config["sky_catalog"]:
+        return ""
+    root = f" --sky-catalog-root {shlex.quote(config['sky_catalog_root'])}" if config["sky_catalog_root"] else ""
+    return (f"--sky-catalog {shlex.quote(config['sky_catalog'])}{root}"
+            f" --radius-deg {config['sky_catalog_radius_deg']}")
+
+
 def image_path(visit, det_name):
     entry = VISITS[visit]
-    return f"{OUT}/{campaign.visit_dir(visit)}/{campaign.image_name(visit, entry.band, det_name)}"
+    return f"{OUT}/{campaign.visit_dir(visit)}/{campaign.image_name(visit, entry.band, det_name, entry.snap)}"
 
 
 def render_benchmark(visit, det_name):
@@ -55,7 +75,7 @@ def all_images():
 def sensor_outputs(wildcards):
     """The image and truth table of one (visit, det_name) (cutout_sensor's inputs)."""
     visit, det_name = int(wildcards.visit), wildcards.det_name
-    truth = campaign.truth_name(visit, VISITS[visit].band, det_name)
+    truth = campaign.truth_name(visit, VISITS[visit].band, det_name, VISITS[visit].snap)
     return {"image": image_path(visit, det_name), "truth": f"{OUT}/{campaign.visit_dir(visit)}/{truth}"}
 
 
@@ -222,12 +242,12 @@ def validate_cpus(wildcards, threads):
 # line that listed every path would grow with the campaign past Linux's 128 KiB per argument.
 def visit_image_template(wildcards):
     visit = int(wildcards.visit)
-    return f"{OUT}/{wildcards.visit}/eimage_{wildcards.visit}-0-{VISITS[visit].band}-{{det_name}}-det{{det_num}}.fits"
+    return f"{OUT}/{wildcards.visit}/eimage_{wildcards.visit}-{VISITS[visit].snap}-{VISITS[visit].band}-{{det_name}}-det{{det_num}}.fits"
 
 
 def visit_truth_template(wildcards):
     visit = int(wildcards.visit)
-    return f"{OUT}/{wildcards.visit}/centroid_{wildcards.visit}-0-{VISITS[visit].band}-{{det_name}}-det{{det_num}}.txt.gz"
+    return f"{OUT}/{wildcards.visit}/centroid_{wildcards.visit}-{VISITS[visit].snap}-{VISITS[visit].band}-{{det_name}}-det{{det_num}}.txt.gz"
 
 
 def visit_validation_template(wildcards):

@@ -11,8 +11,8 @@ rule render_sensor:
         partitions=f"{OUT}/partitions/{{visit}}/index.tsv",
         plan=ancient(PLAN),  # wait for the plan; a new plan does not redo finished images
     output:
-        image=f"{OUT}/{{visit}}/eimage_{{visit}}-0-{{band}}-{{det_name}}-det{{det_num}}.fits",
-        truth=f"{OUT}/{{visit}}/centroid_{{visit}}-0-{{band}}-{{det_name}}-det{{det_num}}.txt.gz",
+        image=f"{OUT}/{{visit}}/eimage_{{visit}}-{SNAP}-{{band}}-{{det_name}}-det{{det_num}}.fits",
+        truth=f"{OUT}/{{visit}}/centroid_{{visit}}-{SNAP}-{{band}}-{{det_name}}-det{{det_num}}.txt.gz",
         record=f"{OUT}/registry/records/{{visit}}/{{band}}-{{det_name}}-det{{det_num}}.json",
     log:
         f"{OUT}/logs/render/{{visit}}/{{band}}-{{det_name}}-det{{det_num}}.log",
