@@ -41,10 +41,12 @@ the phase-screen PSF replaced by a von Karman of the same ``r0_500`` and ``L0``,
 its Airy part), convolved with the same Gaussian: the same size, but round and the same over the
 field.
 
-Screens: imSim's realistic setting is 819.2 m at 0.1 m (8192^2 per layer: about 3.2 GB for the six
-screens and a few minutes to build); ``screen_scale`` of ~r0 (0.2 m) loses nothing the first kick
-needs (its modes are longer than ``2 pi / kmax`` ~ 5 m) and takes 4x less.  Tests use 204.8 m at
-0.2 m (1024^2 per layer, ~50 MB, ~2 s).  A visit's atmosphere is built once per process and kept
+Screens: imSim's realistic setting is 819.2 m at 0.1 m (8192^2 per layer: 3.1 GB for the six
+screens; not measured here, ~4x the next figures: ~6.5 GB peak, ~1.5 min); ``screen_scale`` of ~r0
+(0.2 m) loses nothing the first kick needs (its modes are longer than ``2 pi / kmax`` ~ 5 m):
+819.2 m at 0.2 m measured 769 MB of screens, 1.67 GB peak RSS, 18-22 s to build on this machine.
+Tests use 204.8 m at 0.2 m (48 MB of screens, 236 MB peak RSS with GalSim, ~3 s;
+benchmarks/atm_psf.py).  A visit's atmosphere is built once per process and kept
 (:func:`for_visit`, a small cache keyed by the visit and the settings); separate render processes
 each build their own.
 """
