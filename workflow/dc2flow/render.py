@@ -17,6 +17,11 @@ magnification ``1 / ((1 - kappa)^2 - gamma^2)``.  Objects sit where the sensor's
 ray-traced TAN-SIP, :mod:`dc2flow.wcs`, read from the partition's ``wcs.json``) puts them, and each
 shape is mapped to pixels with that WCS's local Jacobian at the object's own position.
 
+The PSF (``scene.psf_model``): ``parametric``, one :class:`dc2flow.psf.PsfModel` per sensor; or
+``atmospheric``, the visit's phase screens (:mod:`dc2flow.atmpsf`, built once per process) evaluated
+at each object's field angle (gnomonic offset of its RA/Dec from the boresight) for the photon-shot
+objects, and imSim's round FFT stand-in (von Karman x Airy x the same Gaussian) for the FFT ones.
+
 Very bright stars are bounded by the partition's stamp-radius cap (``max_stamp_radius_px``) and
 GalSim's ``maximum_fft_size``; light beyond the stamp is not drawn.
 
@@ -33,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__, camera, wcs
+from . import __version__, atmpsf, camera, wcs
 from .catalog import Visit
 from .io import atomic_output, derive_seed
 from .partition import MAX_FFT_SIZE, WCS_FILE, VisitConditions, build_object, read_partition_table
@@ -114,6 +119,10 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
     render = options["render"]
     gsparams = galsim.GSParams(maximum_fft_size=MAX_FFT_SIZE)
     psf = conditions.psf.galsim(gsparams)
+    atm = None                      # scene.psf_model atmospheric: the visit's phase screens (dc2flow.atmpsf)
+    if options["scene"].get("psf_model", "parametric") == "atmospheric":
+        atm = atmpsf.for_visit(visit, options["scene"], conditions.fwhm_geom_arcsec, gsparams)
+        field_u, field_v = atmpsf.field_angles_arcsec(cols["ra_deg"], cols["dec_deg"], visit.ra_deg, visit.dec_deg)
 
     sip = wcs.gsfits_from_cards(wcs_cards)
     # each object's shape goes through the WCS's local Jacobian at its own position
@@ -135,7 +144,8 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
                 continue
             obj_index = int(cols["obj_index"][i])
             knots_seed = object_seed(visit, obj_index, "knots") if cols["obj_type"][i] == "knots" else 0
-            prof = build_object(*(c[i] for c in shape), psf, knots_seed, gsparams)
+            obj_psf = psf if atm is None else atm.psf(field_u[i], field_v[i]) if method == "phot" else atm.fft_psf
+            prof = build_object(*(c[i] for c in shape), obj_psf, knots_seed, gsparams)
             stamp = image[bounds]
             stamp.wcs = galsim.JacobianWCS(*jac[i])
             kwargs = dict(image=stamp, add_to_image=True, center=galsim.PositionD(x, y))
@@ -158,6 +168,7 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
                "psf_atm_fwhm_arcsec": conditions.psf.atm_fwhm_arcsec,
                "psf_optics_fwhm_arcsec": conditions.psf.optics_fwhm_arcsec,
                "fwhm_geom_arcsec": conditions.fwhm_geom_arcsec,
+               "psf_model": "parametric" if atm is None else "atmospheric",
                "seed": sensor_seed(visit, sensor.det_num)}
     truth = {name: cols[name][on_sensor] for name in TRUTH_COLUMNS[:-2]}
     truth["flux_drawn"] = drawn[on_sensor]
@@ -233,6 +244,7 @@ def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, sum
         ("PSF_ATM", summary["psf_atm_fwhm_arcsec"], "[arcsec] Kolmogorov FWHM of the atmosphere"),
         ("PSF_OPT", summary["psf_optics_fwhm_arcsec"], "[arcsec] Gaussian FWHM of optics+sensor"),
         ("FWHMGEOM", summary["fwhm_geom_arcsec"], "[arcsec] the visit's FWHMgeom (OpSim/imSim)"),
+        ("PSFMODEL", summary.get("psf_model", "parametric"), "parametric (PSF_ATM x PSF_OPT) or atmospheric"),
         ("SKYLEVEL", summary["sky_e_per_px"], "[e-/pixel] mean sky"),
         ("BUNIT", "electron", ""),
         ("NOBJECTS", summary["n_drawn"], "objects drawn on this sensor"),

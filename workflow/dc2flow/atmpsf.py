@@ -1,0 +1,316 @@
+"""The atmospheric PSF (``scene.psf_model: atmospheric``): GalSim phase screens, as imSim's.
+
+imSim's ``imsim/atmPSF.py`` conventions, reproduced here in dc2flow's own code:
+
+- **six layers** at altitudes 0.2 (the ground layer raised from 0 so that PSFs are not too
+  correlated over the field), 2.58, 5.16, 7.73, 12.89 and 15.46 km, with Ellerbroek (2008)'s
+  turbulence weights 0.652, 0.172, 0.055, 0.025, 0.074, 0.022, each perturbed by 10 % (Gaussian),
+  clipped to [0.01, 0.8] and renormalised;
+- **outer scale** ``L0`` (shared by the layers) drawn from a log-normal of median 25 m and sigma
+  0.6 in ln, truncated to [10, 100] m;
+- **r0_500** solved (bisection) so that the von Karman FWHM at the band's effective wavelength
+  (Tokovinin 2002 eq. 19: the Kolmogorov FWHM times ``sqrt(1 - 2.183 (r0/L0)**0.356)``) equals
+  imSim's target ``raw_seeing * X**0.6 * (lambda_eff / 500 nm)**-0.3`` (the same atmosphere FWHM
+  as the parametric model, :func:`dc2flow.psf.atmosphere_fwhm`);
+- **wind** speeds uniform in [0, 20] m/s and directions uniform in [0, 360) deg, per layer;
+- screens of ``screen_size`` x ``screen_size`` m sampled every ``screen_scale`` m, instantiated
+  with ``kmax = kcrit / r0`` (``kcrit`` 0.2) for photon shooting; the turbulence above ``kmax``
+  and the diffraction of the 8.36 m pupil (obscuration 0.61) are GalSim's ``SecondKick`` (the
+  "second kick"), built once per visit;
+- the PSF at field angle ``theta``: ``Atmosphere.makePSF(lambda_eff, theta, t0=0, exptime)``
+  without its own second kick, made chromatic by ``ChromaticAtmosphere`` (dilation
+  ``(lambda / lambda_eff)**-0.3``, no DCR), convolved with the second kick and a Gaussian.
+
+The Gaussian is where dc2flow departs from imSim: imSim adds a fixed 0.3" Gaussian because its
+optics are ray-traced photon by photon (batoid) and its sensor is GalSim's silicon model; dc2flow
+has neither, so the Gaussian (optics + sensor, as in the parametric model) is *solved* per visit
+so that the true FWHM of the expected long-exposure PSF (von Karman x Airy x Gaussian, imSim's own
+FFT stand-in for the phase-screen PSF, :meth:`AtmosphericPsf.fft_psf`) equals the visit's
+FWHMgeom.  Measured on drawn stars (tests/test_atmpsf.py and benchmarks/atm_psf.py), a 30 s
+phase-screen PSF comes out ~1-2 % narrower than that expectation (incomplete averaging of image
+wander within the exposure).
+
+Chromaticity: :meth:`AtmosphericPsf.chromatic` is imSim's chromatic PSF; dc2flow's render draws
+achromatic (flux-in-band) objects, so it evaluates the PSF at the band's effective wavelength
+(:meth:`AtmosphericPsf.psf` with ``wavelength_nm`` None), the same for every object.
+
+Drawing: phase-screen PSFs can only be photon-shot (GalSim's geometric approximation of the first
+kick needs ``method='phot'``).  Objects that the render draws by FFT (brighter than
+``render.fft_flux_threshold``) get imSim's FFT stand-in instead (``imsim.psf_utils.make_fft_psf``:
+the phase-screen PSF replaced by a von Karman of the same ``r0_500`` and ``L0``, the second kick by
+its Airy part), convolved with the same Gaussian: the same size, but round and the same over the
+field.
+
+Screens: imSim's realistic setting is 819.2 m at 0.1 m (8192^2 per layer: 3.1 GB for the six
+screens; not measured here, ~4x the next figures: ~6.5 GB peak, ~1.5 min); ``screen_scale`` of ~r0
+(0.2 m) loses nothing the first kick needs (its modes are longer than ``2 pi / kmax`` ~ 5 m):
+819.2 m at 0.2 m measured 769 MB of screens, 1.67 GB peak RSS, 18-22 s to build on this machine.
+Tests use 204.8 m at 0.2 m (48 MB of screens, 236 MB peak RSS with GalSim, ~3 s;
+benchmarks/atm_psf.py).  A visit's atmosphere is built once per process and kept
+(:func:`for_visit`, a small cache keyed by the visit and the settings); separate render processes
+each build their own.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .io import derive_seed
+from .psf import LSE40_WAVELENGTH_NM, airmass_ks
+
+ALTITUDES_KM = (0.2, 2.58, 5.16, 7.73, 12.89, 15.46)          # Ellerbroek 2008, ground layer at 0.2 km
+WEIGHTS = (0.652, 0.172, 0.055, 0.025, 0.074, 0.022)           # Ellerbroek 2008
+MAX_WIND_M_S = 20.0
+PUPIL_DIAMETER_M = 8.36
+PUPIL_OBSCURATION = 0.61
+IMSIM_SCREEN_SIZE_M = 819.2
+IMSIM_SCREEN_SCALE_M = 0.1
+
+
+@dataclass(frozen=True)
+class AtmosphereSettings:
+    """How the phase screens are built (config ``scene.atmosphere``).
+
+    Parameters:
+        screen_size_m:  side of each layer's periodic screen, metres. [default: 819.2, imSim's]
+        screen_scale_m: the screens' sampling, metres. [default: 0.1, imSim's]
+        kcrit:          first/second-kick split, in units of 1/r0. [default: 0.2]
+        exponent:       chromatic dilation exponent of the first kick. [default: -0.3]
+    """
+
+    screen_size_m: float = IMSIM_SCREEN_SIZE_M
+    screen_scale_m: float = IMSIM_SCREEN_SCALE_M
+    kcrit: float = 0.2
+    exponent: float = -0.3
+
+    @classmethod
+    def from_scene(cls, scene: dict) -> "AtmosphereSettings":
+        given = scene.get("atmosphere") or {}
+        return cls(**{k: float(v) for k, v in given.items()})
+
+    @property
+    def screen_pixels(self) -> int:
+        return int(round(self.screen_size_m / self.screen_scale_m))
+
+
+def vk_fwhm_arcsec(r0_500_m: float, wavelength_nm: float, L0_m: float) -> float:
+    """Von Karman FWHM (arcsec): Tokovinin (2002) eq. 19 on the Kolmogorov FWHM."""
+    import galsim
+
+    kolmogorov = galsim.Kolmogorov(r0_500=r0_500_m, lam=wavelength_nm).fwhm
+    r0 = r0_500_m * (wavelength_nm / 500.0) ** 1.2
+    arg = 1.0 - 2.183 * (r0 / L0_m) ** 0.356
+    return kolmogorov * math.sqrt(arg) if arg > 0 else 0.0
+
+
+def r0_500_for(target_fwhm_arcsec: float, wavelength_nm: float, L0_m: float) -> float:
+    """The r0 at 500 nm (m) whose von Karman FWHM at ``wavelength_nm`` is ``target_fwhm_arcsec``."""
+    from scipy.optimize import bisect
+
+    r0_max = min(1.0, L0_m * (1.0 / 2.183) ** (-0.356) * (wavelength_nm / 500.0) ** 1.2)
+    return float(bisect(lambda r: vk_fwhm_arcsec(r, wavelength_nm, L0_m) - target_fwhm_arcsec, 0.01, r0_max))
+
+
+def draw_layers(rng, target_fwhm_arcsec: float, wavelength_nm: float) -> dict:
+    """imSim's random atmosphere: weights, outer scale, r0_500, wind speeds and directions.
+
+    The draws are made in imSim's order from one GalSim deviate stream (``rng``).
+    """
+    import galsim
+
+    ud, gd = galsim.UniformDeviate(rng), galsim.GaussianDeviate(rng)
+    weights = np.clip([abs(w * (1.0 + 0.1 * gd())) for w in WEIGHTS], 0.01, 0.8)
+    weights = weights / weights.sum()
+    L0 = 0.0
+    while L0 < 10.0 or L0 > 100.0:
+        L0 = math.exp(gd() * 0.6 + math.log(25.0))
+    r0_500 = r0_500_for(target_fwhm_arcsec, wavelength_nm, L0)
+    speeds = [ud() * MAX_WIND_M_S for _ in ALTITUDES_KM]
+    directions = [ud() * 360.0 for _ in ALTITUDES_KM]
+    return dict(r0_500=r0_500, L0=L0, weights=[float(w) for w in weights], speeds=speeds, directions_deg=directions)
+
+
+def _radial_fwhm(k: np.ndarray, kprofile: np.ndarray, guess: float) -> float:
+    """True FWHM (arcsec) of a round profile from its Fourier profile on ``k`` (rad/arcsec)."""
+    from scipy.optimize import brentq
+    from scipy.special import j0
+
+    def profile(r: float) -> float:
+        return float(np.trapezoid(k * kprofile * j0(k * r), k))
+
+    half = 0.5 * profile(0.0)
+    return 2.0 * brentq(lambda r: profile(r) - half, 1e-4, 10.0 * guess, xtol=1e-9)
+
+
+class AtmosphericPsf:
+    """A visit's atmosphere: phase screens, second kick and the optics Gaussian.
+
+    Parameters:
+        raw_seeing_arcsec: FWHM at 500 nm at zenith (the catalog's ``seeing``).
+        band:              one of ``u g r i z y``.
+        airmass:           the visit's airmass.
+        exptime_s:         exposure time; the PSF integrates the moving screens over it.
+        fwhm_geom_arcsec:  the visit's FWHMgeom, which the expected PSF's true FWHM is made to equal.
+        seed:              seeds the layer draws and the screens.
+        settings:          screen size and sampling, kcrit, chromatic exponent.
+        gsparams:          GalSim parameters of the profiles. [default: None]
+    """
+
+    def __init__(self, raw_seeing_arcsec: float, band: str, airmass: float, exptime_s: float,
+                 fwhm_geom_arcsec: float, seed: int, settings: AtmosphereSettings = AtmosphereSettings(),
+                 gsparams=None):
+        import galsim
+
+        self.band, self.airmass, self.exptime_s = band, float(airmass), float(exptime_s)
+        self.settings, self.gsparams, self.seed = settings, gsparams, int(seed)
+        self.wavelength_nm = LSE40_WAVELENGTH_NM[band]
+        self.target_atm_fwhm_arcsec = raw_seeing_arcsec * airmass**0.6 * (self.wavelength_nm / 500.0) ** -0.3
+        self.fwhm_geom_arcsec = float(fwhm_geom_arcsec)
+        rng = galsim.BaseDeviate(self.seed)
+        self.layers = draw_layers(rng, self.target_atm_fwhm_arcsec, self.wavelength_nm)
+        lay = self.layers
+        self.atm = galsim.Atmosphere(
+            r0_500=lay["r0_500"], L0=[lay["L0"]] * len(ALTITUDES_KM), speed=lay["speeds"],
+            direction=[d * galsim.degrees for d in lay["directions_deg"]], altitude=list(ALTITUDES_KM),
+            r0_weights=lay["weights"], rng=rng, screen_size=settings.screen_size_m,
+            screen_scale=settings.screen_scale_m)
+        self.aper = galsim.Aperture(diam=PUPIL_DIAMETER_M, obscuration=PUPIL_OBSCURATION, lam=self.wavelength_nm,
+                                    screen_list=self.atm, gsparams=gsparams)
+        self.r0_m = lay["r0_500"] * (self.wavelength_nm / 500.0) ** 1.2
+        self.atm.instantiate(kmax=settings.kcrit / self.r0_m, check="phot")
+        self.second_kick = galsim.SecondKick(self.wavelength_nm, self.r0_m, PUPIL_DIAMETER_M, PUPIL_OBSCURATION,
+                                             kcrit=settings.kcrit, gsparams=gsparams)
+        self.optics_fwhm_arcsec = self._solve_optics()
+        self.optics = (galsim.Gaussian(fwhm=self.optics_fwhm_arcsec, gsparams=gsparams)
+                       if self.optics_fwhm_arcsec > 0 else None)
+
+    # --- size -------------------------------------------------------------------------------------
+    def _expected_atm(self):
+        """imSim's FFT stand-in for the phase-screen PSF and its second kick: von Karman x Airy."""
+        import galsim
+
+        return galsim.Convolve(
+            galsim.VonKarman(lam=self.wavelength_nm, r0_500=self.layers["r0_500"], L0=self.layers["L0"],
+                             gsparams=self.gsparams),
+            galsim.Airy(lam=self.wavelength_nm, diam=PUPIL_DIAMETER_M, obscuration=PUPIL_OBSCURATION,
+                        gsparams=self.gsparams))
+
+    @functools.cached_property
+    def _expected_kprofile(self) -> tuple[np.ndarray, np.ndarray]:
+        import galsim
+
+        atm = self._expected_atm()
+        k = np.linspace(0.0, 60.0 / self.target_atm_fwhm_arcsec, 6001)
+        kv = np.array([atm.kValue(galsim.PositionD(float(ki), 0.0)).real for ki in k])
+        return k, kv
+
+    def expected_fwhm_arcsec(self, optics_fwhm_arcsec: float) -> float:
+        """True FWHM (arcsec) of von Karman x Airy x Gaussian(``optics_fwhm_arcsec``)."""
+        k, kv = self._expected_kprofile
+        sigma = optics_fwhm_arcsec / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+        return _radial_fwhm(k, kv * np.exp(-0.5 * (k * sigma) ** 2), self.fwhm_geom_arcsec)
+
+    def _solve_optics(self) -> float:
+        """The Gaussian FWHM that makes the expected PSF as wide as FWHMgeom (0: already wider)."""
+        from scipy.optimize import brentq
+
+        target = self.fwhm_geom_arcsec
+        if self.expected_fwhm_arcsec(0.0) >= target:
+            return 0.0
+        return float(brentq(lambda g: self.expected_fwhm_arcsec(g) - target, 0.0, 2.0 * target, xtol=1e-6))
+
+    # --- the PSF ----------------------------------------------------------------------------------
+    def _first_kick(self, u_arcsec: float, v_arcsec: float):
+        import galsim
+
+        return self.atm.makePSF(self.wavelength_nm, aper=self.aper,
+                                theta=(float(u_arcsec) * galsim.arcsec, float(v_arcsec) * galsim.arcsec),
+                                t0=0.0, exptime=self.exptime_s, second_kick=False, gsparams=self.gsparams)
+
+    def _with_rest(self, first):
+        import galsim
+
+        parts = [first, self.second_kick] + ([self.optics] if self.optics is not None else [])
+        return galsim.Convolve(parts, gsparams=self.gsparams)
+
+    def psf(self, u_arcsec: float, v_arcsec: float, wavelength_nm: float | None = None):
+        """The PSF (GalSim profile, photon shooting only) at field angle (u, v) from the boresight.
+
+        Parameters:
+            u_arcsec, v_arcsec: field angle in GalSim's tangent-plane frame (:func:`field_angles_arcsec`).
+            wavelength_nm:      where to evaluate the chromatic PSF. [default: None, the band's
+                                effective wavelength]
+        """
+        first = self._first_kick(u_arcsec, v_arcsec)
+        if wavelength_nm is not None and wavelength_nm != self.wavelength_nm:
+            first = first.dilate((wavelength_nm / self.wavelength_nm) ** self.settings.exponent)
+        return self._with_rest(first)
+
+    def chromatic(self, u_arcsec: float, v_arcsec: float):
+        """imSim's chromatic PSF at (u, v): ``ChromaticAtmosphere`` (no DCR) x second kick x Gaussian."""
+        import galsim
+
+        first = galsim.ChromaticAtmosphere(self._first_kick(u_arcsec, v_arcsec), alpha=self.settings.exponent,
+                                           base_wavelength=self.wavelength_nm, zenith_angle=0.0 * galsim.degrees)
+        parts = [first, self.second_kick] + ([self.optics] if self.optics is not None else [])
+        return galsim.Convolve(parts)
+
+    @functools.cached_property
+    def fft_psf(self):
+        """For FFT drawing: imSim's stand-in (von Karman x Airy) x the Gaussian; round, field-independent."""
+        import galsim
+
+        atm = self._expected_atm()
+        return atm if self.optics is None else galsim.Convolve(atm, self.optics, gsparams=self.gsparams)
+
+    # --- resources --------------------------------------------------------------------------------
+    @property
+    def screen_bytes(self) -> int:
+        """Bytes held by the instantiated screens (GalSim's shared arrays)."""
+        import galsim
+
+        total = 0
+        for layer in self.atm:
+            share = galsim.phase_screens._GSScreenShare.get(getattr(layer, "_shareKey", None), {})
+            total += sum(ctypes.sizeof(v) for v in share.values() if isinstance(v, ctypes.Array))
+        return total
+
+    def summary(self) -> dict:
+        return {"psf_model": "atmospheric", "r0_500_m": self.layers["r0_500"], "L0_m": self.layers["L0"],
+                "atm_fwhm_target_arcsec": self.target_atm_fwhm_arcsec, "optics_fwhm_arcsec": self.optics_fwhm_arcsec,
+                "screen_size_m": self.settings.screen_size_m, "screen_scale_m": self.settings.screen_scale_m,
+                "screen_bytes": self.screen_bytes}
+
+
+def atmosphere_seed(visit) -> int:
+    """The seed of a visit's atmosphere (from the catalog's seed and the visit number)."""
+    return derive_seed("atmosphere", visit.seed, visit.visit)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached(raw_seeing, band, airmass, exptime_s, fwhm_geom, seed, settings, gsparams) -> AtmosphericPsf:
+    return AtmosphericPsf(raw_seeing, band, airmass, exptime_s, fwhm_geom, seed, settings, gsparams)
+
+
+def for_visit(visit, scene: dict, fwhm_geom_arcsec: float, gsparams=None) -> AtmosphericPsf:
+    """The visit's atmosphere, built once per process (every sensor of the visit rendered in this
+    process shares it; keyed by the visit's seeing, band, airmass, exposure, seed and the settings)."""
+    return _cached(float(visit.seeing_arcsec), visit.band, airmass_ks(visit.altitude_deg), float(visit.exptime_s),
+                   float(fwhm_geom_arcsec), atmosphere_seed(visit), AtmosphereSettings.from_scene(scene), gsparams)
+
+
+def field_angles_arcsec(ra_deg, dec_deg, ra0_deg: float, dec0_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gnomonic offsets (u, v) in arcsec of (ra, dec) from the boresight, in GalSim's tangent-plane
+    frame (``CelestialCoord.project``, the frame imSim's field positions and GalSim's local WCS use)."""
+    import galsim
+
+    centre = galsim.CelestialCoord(ra0_deg * galsim.degrees, dec0_deg * galsim.degrees)
+    u, v = centre.project_rad(np.radians(np.asarray(ra_deg, float)), np.radians(np.asarray(dec_deg, float)),
+                              projection="gnomonic")
+    scale = 180.0 / math.pi * 3600.0
+    return np.asarray(u) * scale, np.asarray(v) * scale
