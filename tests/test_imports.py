@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "workflow" / "dc2flow"
-CORE = {"errors", "config", "camera", "camera_description", "wcs", "io", "photometry", "psf", "display", "smk"}
+CORE = {"errors", "config", "camera", "camera_description", "wcs", "io", "photometry", "psf", "atmpsf", "display", "smk"}
 STAGES = ["catalog", "opsim", "skycatalog", "partition", "estimate", "packing", "render", "validation", "registry"]  # in data-flow order (opsim, skycatalog: the catalog stage's other inputs)
 TOP = {"campaign": set(STAGES), "synthetic": set(), "mosaic": set(), "failures": set(), "status": {"packing", "registry"}, "calibrate": {"estimate"}, "viewer": {"registry"},
        "forecast": {"catalog", "partition", "estimate", "packing", "campaign"},
