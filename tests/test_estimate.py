@@ -36,6 +36,17 @@ def test_features_and_predictions(visit, tmp_path):
     floored = {r["det_name"]: r["mem_gb"] for r in estimate_visit(visit["visit"], visit["partitions"], model, 1e5,
                                                                  job_overhead_gb=0.15, min_mem_gb=50.0)}
     assert floored == {name: pytest.approx(50.15) for name in rows}     # the floor, then the overhead
+    # the atmospheric PSF: every render process builds the visit's phase screens (not shared)
+    from dc2flow.atmpsf import AtmosphereSettings
+    from dc2flow.config import load
+
+    scene = load()["scene"]
+    param = estimate_visit(visit["visit"], visit["partitions"], model, 1e5, scene=scene)
+    atm_scene = {**scene, "psf_model": "atmospheric", "atmosphere": {"screen_size_m": 819.2, "screen_scale_m": 0.2}}
+    atm = estimate_visit(visit["visit"], visit["partitions"], model, 1e5, scene=atm_scene)
+    extra = AtmosphereSettings(819.2, 0.2).render_memory_gb
+    assert extra == pytest.approx(1.67, abs=0.01)       # benchmarks/atm_psf.py measured 1.67 GB of peak
+    assert [a["mem_gb"] - p["mem_gb"] for a, p in zip(atm, param)] == pytest.approx([extra] * len(param))
 
 
 def test_linear_model_and_scales():

@@ -68,6 +68,7 @@ WEIGHTS = (0.652, 0.172, 0.055, 0.025, 0.074, 0.022)           # Ellerbroek 2008
 MAX_WIND_M_S = 20.0
 PUPIL_DIAMETER_M = 8.36
 PUPIL_OBSCURATION = 0.61
+N_LAYERS_FOR_MEMORY = 6
 IMSIM_SCREEN_SIZE_M = 819.2
 IMSIM_SCREEN_SCALE_M = 0.1
 
@@ -96,6 +97,19 @@ class AtmosphereSettings:
     @property
     def screen_pixels(self) -> int:
         return int(round(self.screen_size_m / self.screen_scale_m))
+
+    @property
+    def expected_screen_gb(self) -> float:
+        """The six layers' screens: ``6 * (size / scale)^2`` float64 values."""
+        return N_LAYERS_FOR_MEMORY * self.screen_pixels**2 * 8 / 1e9
+
+    @property
+    def render_memory_gb(self) -> float:
+        """What a render process holds for the atmosphere, beyond the parametric PSF's render:
+        ``0.06 GB + 2.0 x`` the screens (a fit of benchmarks/atm_psf.py's peaks: 204.8 m at 0.2 m,
+        48 MB of screens, +0.15 GB; 819.2 m at 0.2 m, 769 MB, +1.59 GB).  Each render job is its own
+        process and builds its own copy, so the estimate adds this to every sensor's job."""
+        return 0.06 + 2.0 * self.expected_screen_gb
 
 
 def vk_fwhm_arcsec(r0_500_m: float, wavelength_nm: float, L0_m: float) -> float:

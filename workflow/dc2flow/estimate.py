@@ -200,9 +200,16 @@ def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceMode
     the same), plus ``job_overhead_gb``, the memory of the scheduler's own processes in the job
     (Snakemake runs inside every Slurm job step: ~130 MiB each, measured).  With ``scene`` (the
     config section, for the visit's PSF) it is also at least :func:`fft_floor_gb`: what GalSim's
-    largest FFT on the sensor takes.
+    largest FFT on the sensor takes.  With ``scene.psf_model: atmospheric`` each job adds the
+    phase screens it builds (:attr:`dc2flow.atmpsf.AtmosphereSettings.render_memory_gb`: 6.5 GB for
+    imSim's 819.2 m screens at 0.1 m, 0.16 GB for 204.8 m at 0.2 m).
     """
     psf = _fft_psf(visit, scene) if scene is not None else None   # once per visit
+    atmosphere_gb = 0.0
+    if scene is not None and scene.get("psf_model", "parametric") == "atmospheric":
+        from .atmpsf import AtmosphereSettings
+
+        atmosphere_gb = AtmosphereSettings.from_scene(scene).render_memory_gb   # every job builds its own
     columns = list(dict.fromkeys([*_PARTITION_COLUMNS, *(_FFT_COLUMNS if psf is not None else ())]))
     rows = []
     for det_name in sorted(partitions, key=lambda n: camera.get_sensor(n).det_num):
@@ -211,7 +218,7 @@ def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceMode
         mem, run = model.predict({k: [v] for k, v in feats.items()})
         floor = fft_floor_gb(table, psf, fft_flux_threshold) if psf is not None else 0.0
         rows.append({"visit": visit.visit, "det_name": det_name,
-                     "mem_gb": max(float(mem[0]), min_mem_gb, floor) + job_overhead_gb,
+                     "mem_gb": max(float(mem[0]), min_mem_gb, floor) + atmosphere_gb + job_overhead_gb,
                      "runtime_s": float(run[0]), **feats})
     return rows
 
