@@ -96,29 +96,30 @@ def test_missing_file_and_not_sqlite(tmp_path):
         opsim.read_visit(text, 1)
 
 
+def _edited_copy(tmp_path, name, sql):
+    """A copy of the shared OpSim database with one SQL statement applied."""
+    db = tmp_path / name
+    shutil.copy(DB, db)
+    con = sqlite3.connect(db)
+    con.execute(sql)
+    con.commit()
+    con.close()
+    return db
+
+
 def test_missing_table_and_column(tmp_path):
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).execute("create table other (a int)").connection.commit()
     with pytest.raises(CatalogError, match="has no table 'observations'"):
         opsim.read_visit(empty, 449053)
-    db = tmp_path / "nocol.db"
-    shutil.copy(DB, db)
-    con = sqlite3.connect(db)
-    con.execute("alter table observations drop column seeingFwhm500")
-    con.commit()
-    con.close()
+    db = _edited_copy(tmp_path, "nocol.db", "alter table observations drop column seeingFwhm500")
     with pytest.raises(CatalogError, match=r"no column 'seeingFwhm500' \(visit 449053\)") as info:
         opsim.read_visit(db, 449053)
     assert str(db) in str(info.value)
 
 
 def test_null_value_is_named(tmp_path):
-    db = tmp_path / "null.db"
-    shutil.copy(DB, db)
-    con = sqlite3.connect(db)
-    con.execute("update observations set altitude = NULL where observationId = 449053")
-    con.commit()
-    con.close()
+    db = _edited_copy(tmp_path, "null.db", "update observations set altitude = NULL where observationId = 449053")
     with pytest.raises(CatalogError, match="column 'altitude' of visit 449053 is not a finite number"):
         opsim.read_visit(db, 449053)
 

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 SITES = {"obs_lsst": (-70.749417, -30.244639, 2663.0), "imsim-2022": (-70.7494, -30.2444, 2650.0)}
 DEFAULT_PRESSURE_KPA = 101.325 * (1 - 2.25577e-5 * 2715) ** 5.25588
 WCS_KEYS_PREFIXES = ("A_", "B_", "AP_", "BP_")
+NOMINAL_PLATE_SCALE_ARCSEC_PER_MM = 20.005867576692737   # obs_lsst's; only focal_to_field's first guess
 _HEX_RINGS = 5
 _HEX_MAX_DEG = 0.16
 
@@ -79,8 +80,9 @@ class WcsSettings:
     def from_options(cls, options: dict | None) -> "WcsSettings":
         section = dict((options or {}).get("camera") or {})
         section.pop("description", None)
-        known = {f for f in cls.__dataclass_fields__}
-        settings = cls(**{k: v for k, v in section.items() if k in known and v is not None or k == "pressure_kpa"})
+        optional = {"pressure_kpa", "dut1_s"}           # None is a value of these: "imSim's default"
+        known = set(cls.__dataclass_fields__)
+        settings = cls(**{k: v for k, v in section.items() if k in known and (v is not None or k in optional)})
         if settings.site not in SITES:
             raise WcsError("camera.site", "unknown site", settings.site, f"use one of {sorted(SITES)}")
         return settings
@@ -280,7 +282,7 @@ class VisitWcs:
 
     def focal_to_field(self, fpx: float, fpy: float) -> tuple[float, float]:
         """DM focal-plane mm -> field angles (radians), by Newton's method on the ray trace."""
-        scale = math.radians(self.settings_plate_scale / 3600.0)
+        scale = math.radians(NOMINAL_PLATE_SCALE_ARCSEC_PER_MM / 3600.0)
         # batoid's camera frame is DM's transposed: start from the plate scale's guess
         th = np.array([fpy, fpx]) * scale
         h = 1e-7
@@ -293,8 +295,6 @@ class VisitWcs:
             if np.max(np.abs(step)) < 1e-14:
                 break
         return float(th[0]), float(th[1])
-
-    settings_plate_scale = 20.005867576692737   # arcsec/mm, only the starting guess of focal_to_field
 
     def field_to_icrf(self, thx, thy):
         """Field angles (radians) -> ICRF (ra, dec) in radians."""
