@@ -110,8 +110,11 @@ def test_predicts_held_out_render_jobs(tmp_path):
     fitted = np.mean(np.abs(mem / model.mem_scale - measured) / measured)
     constant = np.mean(np.abs(np.mean([r.mem_gb for r in train]) - measured) / measured)
     assert fitted <= MARGIN_OVER_INTERCEPT * constant, (fitted, constant, list(zip(mem, measured)))
-    bright = held[1]   # the held-out bright star's job needs the most memory of the held-out three
-    assert bright.mem_gb > 1.2 * min(r.mem_gb for r in held), [r.mem_gb for r in held]
+    # the held-out bright star's job needs the most memory of the held-out three, by at least a good
+    # part of its clipped 2049-px stamp's FFT (complex128, ~67 MB; measured +55 MB over the least)
+    bright = held[1]
+    assert bright.mem_gb == max(r.mem_gb for r in held), [r.mem_gb for r in held]
+    assert bright.mem_gb - min(r.mem_gb for r in held) > 0.03, [r.mem_gb for r in held]
     assert np.all(np.isfinite(run)) and np.all(run > 0)   # wall time: a prediction, checked in benchmarks/
     plot(records, model, 0.0, str(tmp_path / "fit.png"))
     assert (tmp_path / "fit.png").stat().st_size > 10_000
