@@ -40,6 +40,7 @@ import numpy as np
 
 from . import __version__, atmpsf, camera, wcs
 from .catalog import Visit
+from .errors import RenderError
 from .io import atomic_output, derive_seed
 from .partition import MAX_FFT_SIZE, WCS_FILE, VisitConditions, build_object, read_partition_table
 
@@ -108,8 +109,6 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
         wcs_path = os.path.join(os.path.dirname(os.fspath(partition_path)), WCS_FILE)
     stored = wcs.read_visit_cards(wcs_path)["sensors"]
     if det_name not in stored:
-        from .errors import RenderError
-
         raise RenderError(wcs_path, f"no WCS for {det_name}", "rerun the partition step with this sensor")
     wcs_cards = stored[det_name]
     table = read_partition_table(partition_path, _READ_COLUMNS)

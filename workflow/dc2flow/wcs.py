@@ -32,7 +32,6 @@ and water vapour pressure 1 kPa are imSim's defaults.
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import os
 import warnings
@@ -40,10 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .camera import Camera, Sensor
+from .camera import Sensor
 from .errors import WcsError
-
-log = logging.getLogger(__name__)
 
 #: site -> (longitude deg, latitude deg, height m)
 SITES = {"obs_lsst": (-70.749417, -30.244639, 2663.0), "imsim-2022": (-70.7494, -30.2444, 2650.0)}
@@ -179,22 +176,6 @@ class Site:
         _, _, hob, dob, _ = self.icrf_to_observed(rc, dc)
         return float(erfa.hd2pa(hob, dob, self.phi))
 
-    @_quiet_erfa
-    def pseudo_parallactic_angle(self, rc: float, dc: float) -> float:
-        """Position angle of the zenith from ICRF north through east (imSim's ``pq``; radians):
-        ``rotSkyPos = rotTelPos - pq``."""
-        import erfa
-
-        small = math.radians(10.0 / 3600.0)
-        aob, zob, _, _, _ = self.icrf_to_observed(rc, dc)
-        if math.pi / 2 - dc >= small:
-            ra_n, dec_n = rc, dc + small
-        else:
-            ra_n, dec_n = rc + math.pi, math.pi / 2 - (small - (math.pi / 2 - dc))
-        a_zen, z_zen = (aob, zob - small) if zob >= small else (aob + math.pi, small - zob)
-        ra_z, dec_z = self.observed_to_icrf("A", a_zen, z_zen)
-        return float(erfa.pas(rc, dc, ra_z, dec_z) - erfa.pas(rc, dc, ra_n, dec_n))
-
 
 def wavelength_nm(band: str) -> float:
     """The band's effective wavelength for refraction and the ray trace (GalSim's LSST bandpass)."""
@@ -257,10 +238,8 @@ class VisitWcs:
         self.wavelength_nm = wavelength_nm(band)
         self.site = Site(mjd_tai, self.wavelength_nm, settings)
         rc, dc = math.radians(ra_deg), math.radians(dec_deg)
-        aob, zob, hob, dob, rob = self.site.icrf_to_observed(rc, dc)
-        import erfa
-
-        self.q = float(erfa.hd2pa(hob, dob, self.site.phi))
+        aob, zob, _, dob, rob = self.site.icrf_to_observed(rc, dc)
+        self.q = self.site.parallactic_angle(rc, dc)
         self.altitude_deg = 90.0 - math.degrees(float(zob))
         self.azimuth_deg = math.degrees(float(aob)) % 360.0
         cq, sq = math.cos(self.q), math.sin(self.q)
@@ -271,7 +250,8 @@ class VisitWcs:
 
     # --- the chain -------------------------------------------------------------------------------
     def field_to_focal(self, thx, thy):
-        """Field angles (radians) -> DM focal-plane mm (batoid x/y transposed); NaN where vignetted."""
+        """Field angles (radians) -> DM focal-plane mm (batoid x/y transposed; vignetted rays are
+        traced all the same)."""
         import batoid
 
         thx, thy = np.atleast_1d(np.asarray(thx, float)), np.atleast_1d(np.asarray(thy, float))
@@ -303,7 +283,7 @@ class VisitWcs:
 
     def icrf_to_focal(self, ra_deg, dec_deg, max_radius_deg: float = 2.5):
         """ICRF (deg) -> DM focal-plane mm for many objects; NaN beyond ``max_radius_deg`` of the
-        boresight or where the ray is vignetted."""
+        boresight."""
         ra, dec = np.radians(np.asarray(ra_deg, float)), np.radians(np.asarray(dec_deg, float))
         rc, dc = math.radians(self.ra_deg), math.radians(self.dec_deg)
         cos_sep = np.sin(dc) * np.sin(dec) + np.cos(dc) * np.cos(dec) * np.cos(ra - rc)
@@ -382,17 +362,6 @@ def gsfits_from_cards(cards: dict):
     import galsim
 
     return galsim.GSFitsWCS(header=galsim.FitsHeader(dict(cards)))
-
-
-def sensor_cards(visit, sensor: Sensor, options: dict | None = None) -> dict:
-    """Header cards of one sensor's WCS for a visit."""
-    return header_cards(for_visit(visit, options).sensor_wcs(sensor))
-
-
-def visit_cards(visit, camera: Camera, det_names, options: dict | None = None) -> dict:
-    """det_name -> header cards, for the sensors of one visit."""
-    vw = for_visit(visit, options)
-    return {d: header_cards(vw.sensor_wcs(camera.sensor(d))) for d in det_names}
 
 
 def local_jacobians(gsfits, x, y) -> np.ndarray:
