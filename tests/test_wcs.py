@@ -230,3 +230,34 @@ def test_settings_from_options_and_bad_values():
         wcs.WcsSettings.from_options({"camera": {"site": "paranal"}})
     with pytest.raises(WcsError, match="camera.optics: cannot load the batoid optics"):
         wcs.VisitWcs(RA, DEC, MJD_SNAP1, "r", ROTTEL, wcs.WcsSettings(optics="NoSuch_<band>.yaml"))
+
+
+def test_ut1_minus_utc_is_astropys_bundled_iers_table():
+    """dc2flow reads UT1-UTC from the IERS-A file astropy bundles (1.5 s less per process than
+    astropy's IERS_Auto); it agrees with astropy's value, across a leap second and past the table."""
+    import warnings
+
+    import astropy.time
+    from astropy.utils import iers
+
+    iers.conf.auto_download = False
+    iers.conf.iers_degraded_accuracy = "ignore"
+    iers.conf.auto_max_age = None
+    mjd, _ = wcs._ut1_utc_table()
+    dates = [50000.25, 57753.9, 57754.0, 57754.5, 60000.0, 60800.7, float(mjd[-1]) - 0.5, float(mjd[-1]) + 900.0]
+    for m in dates:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = float(astropy.time.Time(m, format="mjd", scale="utc").delta_ut1_utc)
+        # astropy overwrites the file's Bulletin B values with its IERS-B table: < 0.1 ms since 1990
+        assert wcs.ut1_minus_utc(m) == pytest.approx(theirs, abs=1e-4), m
+    # 2017's leap second: UT1-UTC jumps by 1 s at 57754.0, not spread over the day before it
+    assert abs(wcs.ut1_minus_utc(57753.99) - wcs.ut1_minus_utc(57753.5)) < 0.01
+    assert wcs.ut1_minus_utc(57754.0) - wcs.ut1_minus_utc(57753.99) == pytest.approx(1.0, abs=0.01)
+    assert wcs.ut1_minus_utc(float(mjd[-1]) + 1e4) == wcs.ut1_minus_utc(float(mjd[-1]))  # no extrapolation
+    site = wcs.Site(61000.5, 620.0, wcs.WcsSettings())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        utc = astropy.time.Time(61000.5, format="mjd", scale="tai").utc
+    assert (site.utc1 - wcs.MJD_ZERO_JD) + site.utc2 == pytest.approx(utc.mjd, abs=1e-11)
+    assert wcs.Site(61000.5, 620.0, wcs.WcsSettings(dut1_s=0.25)).dut1 == 0.25

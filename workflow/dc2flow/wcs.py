@@ -6,7 +6,8 @@ The chain, for one visit (imSim's ``imsim/batoid_wcs.py`` conventions, re-derive
 1. **ICRF -> observed** (``erfa.atco13``): precession, nutation, aberration, the Earth's rotation
    and atmospheric refraction at the band's effective wavelength, for the site, temperature,
    pressure and humidity of :class:`WcsSettings`, at the observation time (TAI, the middle of the
-   snap; UT1-UTC from astropy's bundled IERS tables, no download, unless ``dut1_s`` is given).
+   snap; UT1-UTC from the IERS-A table bundled with astropy, never a download, unless ``dut1_s``
+   is given: :func:`ut1_minus_utc`).
 2. **observed -> field angle**: gnomonic about the observed boresight, axes turned by the
    parallactic angle ``q`` (``erfa.hd2pa``) so +thy points to the zenith and +thx to +azimuth.
 3. **field angle -> focal plane**: batoid traces rays of that field angle through Rubin's optics
@@ -42,6 +43,8 @@ import numpy as np
 from .camera import Sensor
 from .errors import WcsError
 
+MJD_ZERO_JD = 2400000.5   # JD of MJD 0
+
 #: site -> (longitude deg, latitude deg, height m)
 SITES = {"obs_lsst": (-70.749417, -30.244639, 2663.0), "imsim-2022": (-70.7494, -30.2444, 2650.0)}
 DEFAULT_PRESSURE_KPA = 101.325 * (1 - 2.25577e-5 * 2715) ** 5.25588
@@ -61,7 +64,7 @@ class WcsSettings:
         pressure_kpa:     ambient pressure, kPa; None: imSim's default for 2715 m (73.9 kPa). [default: None]
         h2o_pressure_kpa: water vapour pressure, kPa. [default: 1.0]
         sip_order:        order of the fitted SIP polynomials. [default: 3]
-        dut1_s:           UT1 - UTC, seconds; None: astropy's bundled IERS tables. [default: None]
+        dut1_s:           UT1 - UTC, seconds; None: :func:`ut1_minus_utc`. [default: None]
         optics:           batoid optics file, ``<band>`` replaced by the band. [default: LSST_<band>.yaml]
     """
 
@@ -100,13 +103,52 @@ def _quiet_erfa(func):
     return wrapped
 
 
-def _offline_iers() -> None:
-    """astropy's IERS tables as bundled: never a download, predictions beyond them accepted."""
-    from astropy.utils import iers
+IERS_A_COLUMNS = {"mjd": (7, 15), "pm_flag": (16, 17), "ut1_utc_a": (58, 68), "ut1_utc_b": (154, 165)}
+"""0-based [start, end) columns of the IERS-A ``finals2000A.all`` fields read (its ReadMe: MJD 8-15,
+polar-motion flag 17, Bulletin A UT1-UTC 59-68, Bulletin B UT1-UTC 155-165)."""
 
-    iers.conf.auto_download = False
-    iers.conf.iers_degraded_accuracy = "ignore"
-    iers.conf.auto_max_age = None
+
+@functools.lru_cache(maxsize=1)
+def _ut1_utc_table() -> tuple[np.ndarray, np.ndarray]:
+    """(MJD UTC, UT1-UTC seconds) of the IERS-A table bundled with astropy (``astropy_iers_data``):
+    Bulletin B where the row has it, else Bulletin A (measured or predicted); rows without a
+    UT1-UTC value or polar motion (the table's empty future) left out, as astropy does.
+
+    Read here in ~30 ms instead of astropy's ``IERS_Auto`` (~1.5 s per process: it parses this
+    file into a Table and merges the 5 MB IERS-B file into it); astropy's IERS-B substitution is
+    not repeated (it changes UT1-UTC by < 1 ms, tests/test_wcs.py)."""
+    from astropy_iers_data import IERS_A_FILE
+
+    cols = IERS_A_COLUMNS
+    mjd, dut1 = [], []
+    with open(IERS_A_FILE, encoding="ascii") as fh:
+        for line in fh:
+            a = line[slice(*cols["ut1_utc_a"])].strip()
+            if not a or not line[slice(*cols["pm_flag"])].strip():
+                continue
+            b = line[slice(*cols["ut1_utc_b"])].strip()
+            mjd.append(float(line[slice(*cols["mjd"])]))
+            dut1.append(float(b or a))
+    if len(mjd) < 2:
+        raise WcsError("camera.dut1_s", f"no UT1-UTC values in {IERS_A_FILE}", None,
+                       "reinstall astropy-iers-data, or give camera.dut1_s")
+    return np.asarray(mjd), np.asarray(dut1)
+
+
+def ut1_minus_utc(mjd_utc: float) -> float:
+    """UT1 - UTC (seconds) at ``mjd_utc`` from the bundled IERS-A table (:func:`_ut1_utc_table`):
+    linear between the table's days, a leap second's jump taken out of the step (astropy's
+    ``IERS._interpolate``), and beyond either end the end's value (no extrapolation; the
+    predictions reach about a year past the astropy-iers-data release)."""
+    mjd, dut1 = _ut1_utc_table()
+    i = int(np.searchsorted(mjd, mjd_utc, side="right"))
+    if i == 0:
+        return float(dut1[0])
+    if i == len(mjd):
+        return float(dut1[-1])
+    d = dut1[i] - dut1[i - 1]
+    d -= round(d)
+    return float(dut1[i - 1] + (mjd_utc - mjd[i - 1]) / (mjd[i] - mjd[i - 1]) * d)
 
 
 class Site:
@@ -119,17 +161,15 @@ class Site:
     """
 
     def __init__(self, mjd_tai: float, wavelength_nm: float, settings: WcsSettings):
-        import astropy.time
         import erfa
 
-        _offline_iers()
         lon, lat, height = SITES[settings.site]
         self.elong, self.phi, self.hm = math.radians(lon), math.radians(lat), float(height)
-        t = astropy.time.Time(mjd_tai, format="mjd", scale="tai")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.utc1, self.utc2 = erfa.dtf2d("UTC", *t.utc.ymdhms)
-            self.dut1 = float(t.delta_ut1_utc) if settings.dut1_s is None else float(settings.dut1_s)
+            warnings.filterwarnings("ignore", category=erfa.ErfaWarning)   # "dubious year": past the leap-second table
+            self.utc1, self.utc2 = erfa.taiutc(MJD_ZERO_JD, float(mjd_tai))
+        mjd_utc = (self.utc1 - MJD_ZERO_JD) + self.utc2
+        self.dut1 = ut1_minus_utc(mjd_utc) if settings.dut1_s is None else float(settings.dut1_s)
         self.phpa = settings.pressure * 10.0                 # kPa -> hPa
         self.tc = settings.temperature_k - 273.14            # imSim's conversion, kept for agreement
         es = 6.11 * math.exp(17.27 * self.tc / (237.3 + self.tc))   # saturation vapour pressure, hPa
