@@ -89,9 +89,11 @@ def _csv(columns, rows) -> str:
 def _load_yaml(path: Path):
     import yaml
 
+    from .config import load_yaml
+
     try:
         with open(path) as fh:
-            return yaml.safe_load(fh)
+            return load_yaml(fh)
     except OSError as e:
         raise CameraDescriptionError(path, "cannot read the camera description file", str(e),
                                      "give camera.description a folder holding obs_lsst's policy files") from None

@@ -31,11 +31,21 @@ SCHEMA = PACKAGE_DATA / "config.schema.yaml"
 PHYSICS_SECTIONS = ("camera", "scene", "partition", "render")
 
 
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader where PyYAML has it (the same documents, ~10x faster than the pure-Python
+one: every dc2flow job reads the defaults and the schema)."""
+
+
+def load_yaml(fh):
+    """``yaml.safe_load`` through :data:`YAML_LOADER`."""
+    return yaml.load(fh, Loader=YAML_LOADER)
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
     """Read a YAML (or JSON) mapping; a missing file or non-mapping is a ConfigError."""
     try:
         with open(path) as fh:
-            data = yaml.safe_load(fh)
+            data = load_yaml(fh)
     except FileNotFoundError:
         raise ConfigError("configfile", str(path), "file not found", "an existing YAML file") from None
     except yaml.YAMLError as exc:
@@ -86,7 +96,7 @@ def merge(base: dict, override: dict) -> dict:
 
 def schema() -> dict:
     with open(SCHEMA) as fh:
-        return yaml.safe_load(fh)
+        return load_yaml(fh)
 
 
 def validate(config: dict) -> dict:

@@ -46,7 +46,7 @@ from typing import Callable, Iterator, Sequence
 import yaml
 
 from .campaign import visits as campaign_visits
-from .config import load, read_yaml, snakefile
+from .config import load, load_yaml, read_yaml, snakefile
 from .config import profile_configfiles as config_profile_configfiles
 from .errors import CampaignError
 from .io import atomic_output, write_json
@@ -403,7 +403,7 @@ def profile_configfiles(profile: str) -> list[str]:
     _, profile_file = found
     try:
         with open(profile_file) as fh:
-            data = yaml.safe_load(fh) or {}
+            data = load_yaml(fh) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{profile_file}:{mark.line + 1}" if mark is not None else str(profile_file)

@@ -55,6 +55,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .config import load_yaml
 from .catalog import OBJECT_SCHEMA, Visit, _check_object_ranges
 from .errors import CatalogError
 from .io import atomic_output
@@ -136,7 +137,7 @@ def load_sky_catalog(path: str | os.PathLike, sky_catalog_root: str | os.PathLik
     path = os.fspath(path)
     try:
         with open(path) as fh:
-            doc = yaml.safe_load(fh)
+            doc = load_yaml(fh)
     except OSError as e:
         raise CatalogError(path, 0, "cannot read the sky catalog", value=e.strerror, fix="check the path") from e
     except yaml.YAMLError as e:
