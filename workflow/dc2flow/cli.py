@@ -128,6 +128,7 @@ def _cmd_render(args) -> None:
 def _cmd_estimate(args) -> None:
     import os
 
+    from .camera import camera_for
     from .catalog import Visit
     from .config import parse_options
     from .estimate import ResourceModel, estimate_visit, write_estimates
@@ -137,7 +138,7 @@ def _cmd_estimate(args) -> None:
     sensors = [s for s in args.sensors.split(",") if s]
     parts = {name: os.path.join(args.partition_dir, f"{name}.parquet") for name in sensors}
     rows = estimate_visit(Visit.read_json(args.visit_json), parts, model, options["render"]["fft_flux_threshold"],
-                          args.job_overhead_gb, args.min_mem_gb, options["scene"])
+                          args.job_overhead_gb, args.min_mem_gb, options["scene"], camera_for(options))
     write_estimates(args.out, rows)
 
 
@@ -205,6 +206,8 @@ def _cmd_manifest(args) -> None:
     write_manifest(args.images, args.out)
 
 
+CAMERA_HELP = ("an obs_lsst-style camera policy folder (rafts.yaml, cameraHeader.yaml, cameraTransforms.yaml, "
+               "R??.yaml) [default: camera.description; null: the packaged LSSTCam tables]")
 VALIDATION_HELP = ("the config section 'validation' as JSON text or @FILE (YAML/JSON); missing keys take the "
                    "defaults of config/config.yaml")
 
@@ -284,9 +287,9 @@ def _cmd_make_catalog(args) -> None:
 
 
 def _cmd_focal_plane(args) -> None:
-    from .camera import focal_plane_csv
+    from .camera import focal_plane_csv, load_camera
 
-    text = focal_plane_csv()
+    text = focal_plane_csv(load_camera(args.camera_description))
     if args.out:
         from .io import atomic_output
 
@@ -644,8 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add a marker star (repeatable)")
     s.set_defaults(func=_cmd_make_catalog)
 
-    s = sub.add_parser("focal-plane", help="print the LSSTCam science-sensor table (CSV)")
+    s = sub.add_parser("focal-plane", help="print the science-sensor table of LSSTCam or a camera description (CSV)")
     s.add_argument("--out", help="write to this file instead of stdout")
+    s.add_argument("--camera-description", default=D["camera"]["description"], metavar="DIR", help=CAMERA_HELP)
     s.set_defaults(func=_cmd_focal_plane)
 
     s = sub.add_parser("record", help="write one rendered image's registry record (JSON)",
