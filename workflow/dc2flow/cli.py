@@ -239,11 +239,13 @@ def _cmd_validate_visit(args) -> None:
 
 
 def _cmd_mosaic(args) -> None:
+    from .camera import load_camera
     from .mosaic import mosaic
 
     defaults = _validation_defaults()
     images = _listed(args.images, args.images_template, args.sensors, "--images-template")
-    mosaic(images, args.out, args.bin or defaults["mosaic_bin"], args.stretch or defaults["stretch"])
+    mosaic(images, args.out, args.bin or defaults["mosaic_bin"], args.stretch or defaults["stretch"],
+           load_camera(args.camera_description))
 
 
 def _cmd_cutout(args) -> None:
@@ -599,15 +601,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_validate_visit)
 
     s = sub.add_parser("mosaic", help="draw a visit's sensors on the focal plane (PNG)",
-                       description="Bins each eimage, places it at its sensor's focal-plane position, applies one "
-                                   "stretch to all and draws raft and sensor outlines and names. Size: "
-                                   "ceil(633.5 mm / (0.01 mm x BIN)) pixels a side (3960 at BIN 16).")
+                       description="Bins each eimage, places it at its sensor's focal-plane position in the run's "
+                                   "camera (--camera-description), applies one stretch to all and draws raft and "
+                                   "sensor outlines and names. Size: the focal plane's extent / (0.01 mm x BIN) "
+                                   "(LSSTCam: 3960 x 3954 at BIN 16).")
     s.add_argument("images", nargs="*", help="eimages of one visit (FITS)")
     s.add_argument("--sensors", help="comma-separated det_names, with --images-template")
     s.add_argument("--images-template", help=TEMPLATE_HELP)
     s.add_argument("--out", required=True, help="output PNG")
     s.add_argument("--bin", type=int, help="binning factor (default: validation.mosaic_bin)")
     s.add_argument("--stretch", help="zscale, linear or asinh (default: validation.stretch)")
+    s.add_argument("--camera-description", default=D["camera"]["description"], metavar="DIR",
+                   help="the camera the images were rendered with: " + CAMERA_HELP)
     s.set_defaults(func=_cmd_mosaic)
 
     s = sub.add_parser("cutout", help="a PNG of one sensor (or a box of it), binned and stretched",
