@@ -64,6 +64,48 @@ def needs_shared():
     return pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared imSim data not found at {SHARED}")
 
 
+# --- camera descriptions other than the packaged LSSTCam (config camera.description) --------------
+OBS_LSST = SHARED.parent / "obs_lsst" / "policy"
+PERTURBED_DET = "R22_S11"
+PERTURBED_OFFSET_MM = (1.6, -0.96)   # large, so that a mosaic at bin 32 (0.32 mm) shows it: 5 and 3 pixels
+PERTURBED_YAW_DEG = 0.02
+_NOMINAL_S11 = "    S11 : {\n      offset : [0.0, 0.0],\n      yaw : 0.0,"
+
+
+def edited_policy(dest: Path, edits: dict[str, tuple[str, str]]) -> Path:
+    """A copy of obs_lsst's policy folder at ``dest`` with ``file -> (old, new)`` text edits (each
+    ``old`` must occur in the file; its first occurrence is replaced)."""
+    import shutil
+
+    if not OBS_LSST.is_dir():
+        pytest.skip(f"obs_lsst's policy files not found at {OBS_LSST}")
+    shutil.copytree(OBS_LSST, dest)
+    for name, (old, new) in edits.items():
+        text = (dest / name).read_text()
+        assert old in text, (name, old)
+        (dest / name).write_text(text.replace(old, new, 1))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def perturbed_policy(tmp_path_factory) -> Path:
+    """obs_lsst's policy with R22_S11 moved and turned within its raft, as DC2's policy/imsim files
+    perturb sensors (by PERTURBED_OFFSET_MM and PERTURBED_YAW_DEG)."""
+    x, y = PERTURBED_OFFSET_MM
+    moved = f"    S11 : {{\n      offset : [{x}, {y}],\n      yaw : {PERTURBED_YAW_DEG},"
+    return edited_policy(tmp_path_factory.mktemp("camera") / "perturbed", {"lsstCam/R22.yaml": (_NOMINAL_S11, moved)})
+
+
+@pytest.fixture(scope="session")
+def small_e2v_policy(tmp_path_factory) -> Path:
+    """obs_lsst's policy with e2v sensors of 2048 x 2002 pixels (a quarter of LSSTCam's), centred as before."""
+    block = ("CCD_E2V : &CCD_E2V\n    detectorType : 0\n    refpos : [2047.5, 2001.5]\n    offset : [.nan, .nan]\n"
+             "    # This is the orientation we need to put the serial direction along the x-axis\n"
+             "    bbox : [[0, 0], [4095, 4003]]")
+    small = block.replace("[2047.5, 2001.5]", "[1023.5, 1000.5]").replace("[4095, 4003]", "[2047, 2001]")
+    return edited_policy(tmp_path_factory.mktemp("camera") / "small_e2v", {"cameraHeader.yaml": (block, small)})
+
+
 def synthetic_visit(ra0: float, dec0: float, rot: float, band: str = "r", **kwargs):
     """The Visit a synthetic catalog of this pointing has (its header, read back)."""
     import tempfile

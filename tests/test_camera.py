@@ -3,7 +3,7 @@ import pytest
 
 from dc2flow import camera
 from dc2flow.errors import CameraDescriptionError, CameraError
-from conftest import SHARED, needs_shared
+from conftest import OBS_LSST, PERTURBED_DET, PERTURBED_OFFSET_MM, PERTURBED_YAW_DEG, needs_shared
 
 
 def test_189_sensors_in_lsstcam_order():
@@ -43,9 +43,6 @@ def test_focal_plane_csv():
     lines = camera.focal_plane_csv().splitlines()
     assert lines[0] == "det_num,det_name,vendor,nx,ny,x_mm,y_mm,yaw_deg,refpos_x,refpos_y" and len(lines) == 190
     assert lines[95] == "94,R22_S11,E2V,4096,4004,0.000,0.000,0,2047.5,2001.5"
-
-
-OBS_LSST = SHARED.parent / "obs_lsst" / "policy"
 
 
 def _yaml(path):
@@ -127,22 +124,25 @@ def test_amplifiers_and_plate_scale():
     assert -6.0 < edge < -3.0
 
 
-def test_another_description_in_config(tmp_path):
+def test_another_description_in_config(perturbed_policy, small_e2v_policy, tmp_path):
     import shutil
 
-    if not OBS_LSST.is_dir():
-        pytest.skip("no obs_lsst files")
-    policy = tmp_path / "policy"
-    shutil.copytree(OBS_LSST, policy)
-    text = (policy / "lsstCam" / "R22.yaml").read_text()
-    # perturb R22_S11 as DC2's policy/imsim files do: an offset and a yaw within the raft
-    text = text.replace("    S11 : {\n      offset : [0.0, 0.0],\n      yaw : 0.0,",
-                        "    S11 : {\n      offset : [0.1, -0.05],\n      yaw : 0.02,")
-    (policy / "lsstCam" / "R22.yaml").write_text(text)
-    cam = camera.load_camera(str(policy))
-    s = cam.sensor("R22_S11")
-    assert (s.x_mm, s.y_mm, s.yaw_deg) == pytest.approx((0.1, -0.05, 0.02))
-    assert camera.camera_for({"camera": {"description": str(policy)}}) is cam
-    (policy / "rafts.yaml").write_text("rafts:\n  R22: {id0: 90}\n")
+    cam = camera.load_camera(str(perturbed_policy))
+    s = cam.sensor(PERTURBED_DET)
+    assert (s.x_mm, s.y_mm, s.yaw_deg) == pytest.approx((*PERTURBED_OFFSET_MM, PERTURBED_YAW_DEG))
+    assert camera.camera_for({"camera": {"description": str(perturbed_policy)}}) is cam
+    # names and detector numbers are the description's, in LSSTCam's order
+    assert cam.det_names == camera.DET_NAMES and s.det_num == 94
+    assert cam.sensor("R22_S12") == camera.get_sensor("R22_S12")
+    from dc2flow.cli import main
+
+    assert main(["focal-plane", "--camera-description", str(perturbed_policy), "--out", str(tmp_path / "fp.csv")]) == 0
+    assert (tmp_path / "fp.csv").read_text().splitlines()[95] == "94,R22_S11,E2V,4096,4004,1.600,-0.960,0.02,2047.5,2001.5"
+    small = camera.load_camera(str(small_e2v_policy)).sensor("R22_S11")
+    assert (small.nx, small.ny, small.refpos) == (2048, 2002, (1023.5, 1000.5))
+    assert small.centre_mm == pytest.approx((0.0, 0.0))
+    broken = tmp_path / "policy"
+    shutil.copytree(perturbed_policy, broken)
+    (broken / "rafts.yaml").write_text("rafts:\n  R22: {id0: 90}\n")
     with pytest.raises(CameraDescriptionError, match="rafts.yaml: rafts: no 'R01'; give raft R01 an offset and id0"):
-        camera.load_camera(str(policy) + "/")
+        camera.load_camera(str(broken) + "/")

@@ -1,6 +1,7 @@
 """Estimates: features read off partitions, the model's predictions, the table format."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,6 +48,27 @@ def test_features_and_predictions(visit, tmp_path):
     extra = AtmosphereSettings(819.2, 0.2).render_memory_gb
     assert extra == pytest.approx(1.67, abs=0.01)       # benchmarks/atm_psf.py measured 1.67 GB of peak
     assert [a["mem_gb"] - p["mem_gb"] for a, p in zip(atm, param)] == pytest.approx([extra] * len(param))
+
+
+def test_sizes_are_the_run_s_camera_s(visit, small_e2v_policy, tmp_path):
+    """image_mpix comes from the camera description of the options (camera.description), also through the CLI."""
+    from dc2flow.camera import load_camera
+    from dc2flow.cli import main
+
+    model = ResourceModel.read()
+    cam = load_camera(str(small_e2v_policy))            # e2v sensors of 2048 x 2002 pixels, ITL's as LSSTCam's
+    rows = {r["det_name"]: r for r in estimate_visit(visit["visit"], visit["partitions"], model, 1e5, cam=cam)}
+    assert rows["R22_S11"]["image_mpix"] == pytest.approx(2048 * 2002 / 1e6)
+    assert rows["R01_S00"]["image_mpix"] == pytest.approx(4072 * 4000 / 1e6)
+    visit["visit"].write_json(tmp_path / "visit.json")
+    part_dir = str(Path(visit["partitions"]["R22_S11"]).parent)
+    args = ["estimate", str(tmp_path / "visit.json"), "--partition-dir", part_dir, "--sensors", "R22_S11",
+            "--job-overhead-gb", "0", "--min-mem-gb", "0"]
+    assert main([*args, "--out", str(tmp_path / "lsstcam.tsv")]) == 0
+    assert main([*args, "--out", str(tmp_path / "small.tsv"),
+                 "--options", json.dumps({"camera": {"description": str(small_e2v_policy)}})]) == 0
+    assert read_estimates(tmp_path / "lsstcam.tsv")[0]["image_mpix"] == pytest.approx(4096 * 4004 / 1e6, rel=1e-5)
+    assert read_estimates(tmp_path / "small.tsv")[0]["image_mpix"] == pytest.approx(2048 * 2002 / 1e6, rel=1e-5)
 
 
 def test_linear_model_and_scales():

@@ -69,6 +69,21 @@ def test_image_bytes_from_the_sensor_geometry():
     assert image_bytes("R01_S00") == 2880 * (3 + math.ceil(4072 * 4000 * 4 / 2880))
 
 
+def test_images_and_samples_are_sized_by_the_run_s_camera(small_e2v_policy, tiny_catalog, tmp_path):
+    from dc2flow.camera import load_camera
+    from dc2flow.config import load
+    from dc2flow.estimate import ResourceModel
+    from dc2flow.forecast import compute_sample
+
+    cam = load_camera(str(small_e2v_policy))          # e2v sensors of 2048 x 2002 pixels
+    small = 2880 * (3 + math.ceil(2048 * 2002 * 4 / 2880))
+    assert image_bytes("R22_S11", cam) == small and image_bytes("R01_S00", cam) == image_bytes("R01_S00")
+    assert disk_bytes([_sample(1)], PARAMS, 1.0, cam)["images"] == 4 * small
+    config = load(overrides={"camera": {"description": str(small_e2v_policy)}})
+    sample = compute_sample(tiny_catalog, ["R22_S11"], config, ResourceModel.read(), tmp_path)
+    assert [r["image_mpix"] for r in sample.rows] == [pytest.approx(2048 * 2002 / 1e6)]
+
+
 def test_disk_is_scaled_and_unknown_stage_files_stay_unknown():
     disk = disk_bytes([_sample(1), _sample(2)], PARAMS, scale=10.0)
     assert disk["images"] == pytest.approx(10 * 8 * image_bytes("R22_S11"))
@@ -109,7 +124,7 @@ def _forecast(*args):
     return subprocess.run([DC2FLOW, "forecast", *args], capture_output=True, text=True, timeout=300, cwd=REPO)
 
 
-def test_cli_forecast_on_a_tiny_catalog(tiny_catalog, tmp_path):
+def test_cli_forecast_on_a_tiny_catalog(tiny_catalog, small_e2v_policy, tmp_path):
     """Two sensors of the tiny visit on the test cluster's node: every figure, as a table and as JSON;
     then the same from the estimates table it computed, reused, and a broken copy of it."""
     args = [str(tiny_catalog), "--sensors", "R22_S11,R22_S12", "--profile", "profiles/ci-slurm", "--nodes", "1",
@@ -147,6 +162,12 @@ def test_cli_forecast_on_a_tiny_catalog(tiny_catalog, tmp_path):
     assert again["dc2flow"]["node_hours_bundles"] == pytest.approx(ours["node_hours_bundles"])
     assert again["per_visit_runtime_source"]["parse_catalog"] == ["forecast.per_visit_job_s"]
     assert again["disk_gb"]["partitions"] is None
+    # the run's camera (camera.description in --configfile) sizes the images
+    small_e2v = tmp_path / "small_e2v.yaml"
+    small_e2v.write_text(f"camera: {{description: {small_e2v_policy}}}\n")
+    sized = _forecast(*args, "--json", "--estimates-dir", str(estimates), "--configfile", str(small_e2v))
+    assert sized.returncode == 0, sized.stderr
+    assert json.loads(sized.stdout)["disk_gb"]["images"] == pytest.approx(2 * 2880 * 5698 / 1e9)  # 2048 x 2002 x 4 B + 3 header blocks
 
     text = (estimates / "00001001.tsv").read_text().splitlines()
     (estimates / "00001001.tsv").write_text("\n".join([text[0], text[1].replace("\t0.55\t", "\tnan\t")] + text[2:]) + "\n")

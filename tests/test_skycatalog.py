@@ -49,7 +49,13 @@ def test_shared_yaml_gives_its_683_stars(visit, tmp_path, caplog):
         counts, table = read_sky_catalog(YAML, visit, objects_out=out, sky_catalog_root=D)
     assert table is None and pq.read_schema(out).equals(OBJECT_SCHEMA, check_metadata=False)
     assert (counts.n_stars, counts.n_galaxies, counts.n_rows) == (683, 0, 683)
-    assert "file_template" in caplog.text and "'galaxy'" in caplog.text  # the missing galaxy file is said
+    # the missing galaxy file is said: the template's line, the name it expects, the file that is there instead
+    assert (f"{YAML}:39: object type 'galaxy': its file_template 'galaxy_(?P<healpix>\\d+)_449053_det94.parquet' "
+            f"matches no file in {D} for HEALPix pixel 9683 (which the star files have): "
+            "galaxy_9683_449053_det94.parquet is missing, so the visit has no galaxy objects; Parquet files there "
+            f"that no file_template matches: {GALAXIES.name} (fix the template or add the file)") in caplog.text
+    assert counts.summary().endswith("; not read: galaxy objects (galaxy_9683_449053_det94.parquet missing, "
+                                     "sky_cat_9683.yaml:39)")
     got = read_objects(out)
     want = pq.read_table(STARS).to_pandas()
     assert got["id"].tolist() == [str(i) for i in want["id"]]
@@ -61,8 +67,27 @@ def test_shared_yaml_gives_its_683_stars(visit, tmp_path, caplog):
     assert counts.files == [str(YAML), str(STARS)]
 
 
-def test_galaxies_become_bulge_disk_and_knots(visit, galaxy_yaml):
-    counts, table = read_sky_catalog(galaxy_yaml, visit, sky_catalog_root=D)
+def test_a_pixel_without_its_galaxy_file_is_named(galaxy_yaml, tmp_path, caplog):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for name, target in (("pointsource_9683_449053_det94.parquet", STARS), ("pointsource_9684_449053_det94.parquet", STARS),
+                         (GALAXIES.name, GALAXIES)):
+        (folder / name).symlink_to(target)
+    with caplog.at_level(logging.WARNING):
+        cat = load_sky_catalog(galaxy_yaml, sky_catalog_root=folder)
+    assert len(cat.star_files) == 2 and cat.galaxy_files == (str(folder / GALAXIES.name),)
+    assert [summary for summary, _ in cat.missing] == [
+        "galaxy objects (galaxy_9684_det94_det95_single_objs.parquet missing, sky_cat.yaml:39)"]
+    assert (f"{galaxy_yaml}:39: object type 'galaxy': its file_template "
+            "'galaxy_(?P<healpix>\\d+)_det94_det95_single_objs.parquet' matches no file in "
+            f"{folder} for HEALPix pixel 9684 (which the star files have): galaxy_9684_det94_det95_single_objs.parquet "
+            "is missing, so those pixels have no galaxy objects (fix the template or add the file)") in caplog.text
+
+
+def test_galaxies_become_bulge_disk_and_knots(visit, galaxy_yaml, caplog):
+    with caplog.at_level(logging.WARNING):
+        counts, table = read_sky_catalog(galaxy_yaml, visit, sky_catalog_root=D)
+    assert "file_template" not in caplog.text and "not read" not in counts.summary()   # every file is there
     assert (counts.n_stars, counts.n_galaxies) == (683, 2)
     rows = table.to_pandas()
     rows = rows[rows["obj_type"] != "point"].set_index("id")

@@ -112,6 +112,21 @@ def test_validation_config_reruns_only_validation_and_strict_fails(run, tiny_cat
     assert not (work / "out" / "validation" / "00001001" / "summary.tsv").exists()
 
 
+@pytest.mark.slow
+def test_camera_description_reruns_what_uses_the_sensor_geometry(run, tiny_catalog, perturbed_policy, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(run, work, symlinks=True)
+    (tmp_path / "camera.yaml").write_text(f"camera: {{description: {perturbed_policy}}}\n")
+    proc = snakemake(work, "-n", "-p", "--cores", "2", "--configfile", str(tmp_path / "camera.yaml"),
+                     *config_args([tiny_catalog], R22))
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert {k: counts.get(k) for k in ("partition_visit", "estimate_visit", "render_sensor", "mosaic_visit")} == \
+        {"partition_visit": "1", "estimate_visit": "1", "render_sensor": "2", "mosaic_visit": "1"}, proc.stdout
+    assert "parse_catalog" not in counts
+    mosaic = next(line for line in proc.stdout.splitlines() if "dc2flow -v mosaic" in line)
+    assert f"--camera-description {perturbed_policy}" in mosaic
+
+
 def test_second_run_has_nothing_to_do(run, tiny_catalog):
     proc = snakemake(run, "--cores", "2", *config_args([tiny_catalog], R22))
     assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -3,7 +3,11 @@
 The 189 science sensors, their vendors, sizes, focal-plane positions, yaws, reference pixels and
 amplifiers are facts derived from obs_lsst's ``policy/`` files by ``scripts/derive_camera_table.py``
 (rules in :mod:`dc2flow.camera_description`) and packaged as ``dc2flow/data/lsstcam_*.csv``.
-Config ``camera.description`` may name another policy folder of the same layout (:func:`load_camera`).
+Config ``camera.description`` may name another policy folder of the same layout (:func:`load_camera`);
+the stages that use sensor geometry (partition, estimate, render, forecast, mosaic) take the run's
+camera from it (:func:`camera_for` of their options; the mosaic's ``--camera-description``), while
+:data:`SENSORS`, :func:`get_sensor` and :data:`DET_NAMES` stay LSSTCam's, for names, detector
+numbers and their order (a description is expected to keep them).
 
 Conventions are DM's (``lsst.afw.cameraGeom``):
 

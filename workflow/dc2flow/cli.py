@@ -128,6 +128,7 @@ def _cmd_render(args) -> None:
 def _cmd_estimate(args) -> None:
     import os
 
+    from .camera import camera_for
     from .catalog import Visit
     from .config import parse_options
     from .estimate import ResourceModel, estimate_visit, write_estimates
@@ -137,7 +138,7 @@ def _cmd_estimate(args) -> None:
     sensors = [s for s in args.sensors.split(",") if s]
     parts = {name: os.path.join(args.partition_dir, f"{name}.parquet") for name in sensors}
     rows = estimate_visit(Visit.read_json(args.visit_json), parts, model, options["render"]["fft_flux_threshold"],
-                          args.job_overhead_gb, args.min_mem_gb, options["scene"])
+                          args.job_overhead_gb, args.min_mem_gb, options["scene"], camera_for(options))
     write_estimates(args.out, rows)
 
 
@@ -205,6 +206,8 @@ def _cmd_manifest(args) -> None:
     write_manifest(args.images, args.out)
 
 
+CAMERA_HELP = ("an obs_lsst-style camera policy folder (rafts.yaml, cameraHeader.yaml, cameraTransforms.yaml, "
+               "R??.yaml) [default: camera.description; null: the packaged LSSTCam tables]")
 VALIDATION_HELP = ("the config section 'validation' as JSON text or @FILE (YAML/JSON); missing keys take the "
                    "defaults of config/config.yaml")
 
@@ -236,11 +239,13 @@ def _cmd_validate_visit(args) -> None:
 
 
 def _cmd_mosaic(args) -> None:
+    from .camera import load_camera
     from .mosaic import mosaic
 
     defaults = _validation_defaults()
     images = _listed(args.images, args.images_template, args.sensors, "--images-template")
-    mosaic(images, args.out, args.bin or defaults["mosaic_bin"], args.stretch or defaults["stretch"])
+    mosaic(images, args.out, args.bin or defaults["mosaic_bin"], args.stretch or defaults["stretch"],
+           load_camera(args.camera_description))
 
 
 def _cmd_cutout(args) -> None:
@@ -284,9 +289,9 @@ def _cmd_make_catalog(args) -> None:
 
 
 def _cmd_focal_plane(args) -> None:
-    from .camera import focal_plane_csv
+    from .camera import focal_plane_csv, load_camera
 
-    text = focal_plane_csv()
+    text = focal_plane_csv(load_camera(args.camera_description))
     if args.out:
         from .io import atomic_output
 
@@ -596,15 +601,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_validate_visit)
 
     s = sub.add_parser("mosaic", help="draw a visit's sensors on the focal plane (PNG)",
-                       description="Bins each eimage, places it at its sensor's focal-plane position, applies one "
-                                   "stretch to all and draws raft and sensor outlines and names. Size: "
-                                   "ceil(633.5 mm / (0.01 mm x BIN)) pixels a side (3960 at BIN 16).")
+                       description="Bins each eimage, places it at its sensor's focal-plane position in the run's "
+                                   "camera (--camera-description), applies one stretch to all and draws raft and "
+                                   "sensor outlines and names. Size: the focal plane's extent / (0.01 mm x BIN) "
+                                   "(LSSTCam: 3960 x 3954 at BIN 16).")
     s.add_argument("images", nargs="*", help="eimages of one visit (FITS)")
     s.add_argument("--sensors", help="comma-separated det_names, with --images-template")
     s.add_argument("--images-template", help=TEMPLATE_HELP)
     s.add_argument("--out", required=True, help="output PNG")
     s.add_argument("--bin", type=int, help="binning factor (default: validation.mosaic_bin)")
     s.add_argument("--stretch", help="zscale, linear or asinh (default: validation.stretch)")
+    s.add_argument("--camera-description", default=D["camera"]["description"], metavar="DIR",
+                   help="the camera the images were rendered with: " + CAMERA_HELP)
     s.set_defaults(func=_cmd_mosaic)
 
     s = sub.add_parser("cutout", help="a PNG of one sensor (or a box of it), binned and stretched",
@@ -644,8 +652,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add a marker star (repeatable)")
     s.set_defaults(func=_cmd_make_catalog)
 
-    s = sub.add_parser("focal-plane", help="print the LSSTCam science-sensor table (CSV)")
+    s = sub.add_parser("focal-plane", help="print the science-sensor table of LSSTCam or a camera description (CSV)")
     s.add_argument("--out", help="write to this file instead of stdout")
+    s.add_argument("--camera-description", default=D["camera"]["description"], metavar="DIR", help=CAMERA_HELP)
     s.set_defaults(func=_cmd_focal_plane)
 
     s = sub.add_parser("record", help="write one rendered image's registry record (JSON)",

@@ -7,7 +7,7 @@ job runs, with a linear model over features that drive the renderer's cost:
 ==================  ===========================================================================
 feature             meaning
 ==================  ===========================================================================
-``image_mpix``      pixels of the sensor (ITL 16.3, e2v 16.4 Mpix): the float32 image, noise, FITS
+``image_mpix``      pixels of the sensor in the run's camera (LSSTCam: ITL 16.3, e2v 16.4 Mpix): the float32 image, noise, FITS
 ``n_objects``       objects in the partition (thousands): per-object set-up and bookkeeping
 ``n_knots``         knots objects (thousands): RandomKnots are the costliest profiles to build
 ``phot_gphotons``   photons to shoot, in 1e9: every photon-shot object's expected flux
@@ -112,13 +112,15 @@ class ResourceModel:
         return model
 
 
-def sensor_features(table, det_name: str, fft_flux_threshold: float) -> dict[str, float]:
-    """The model's features for one sensor, from its partition table (columns :data:`_PARTITION_COLUMNS`)."""
+def sensor_features(table, det_name: str, fft_flux_threshold: float,
+                    cam: camera.Camera | None = None) -> dict[str, float]:
+    """The model's features for one sensor, from its partition table (columns :data:`_PARTITION_COLUMNS`)
+    and its size in ``cam`` (the run's camera, :func:`dc2flow.camera.camera_for`) [default: None, LSSTCam]."""
     flux = table["flux"].to_numpy()
     side = 2.0 * table["stamp_radius_px"].to_numpy().astype(float) + 1.0
     kind = table["obj_type"].to_numpy(zero_copy_only=False)
     fft = flux > fft_flux_threshold
-    sensor = camera.get_sensor(det_name)
+    sensor = (cam or camera.LSSTCAM).sensor(det_name)
     return {
         "image_mpix": sensor.nx * sensor.ny / 1e6,
         "n_objects": len(flux) / 1e3,
@@ -192,8 +194,12 @@ def _fft_psf(visit: Visit, scene: dict):
 
 def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceModel,
                    fft_flux_threshold: float, job_overhead_gb: float = 0.0,
-                   min_mem_gb: float = 0.0, scene: dict | None = None) -> list[dict]:
+                   min_mem_gb: float = 0.0, scene: dict | None = None,
+                   cam: camera.Camera | None = None) -> list[dict]:
     """One row per sensor: visit, det_name, mem_gb, runtime_s and the features.
+
+    Each sensor's size (``image_mpix``) is its size in ``cam``, the run's camera (config
+    ``camera.description`` through :func:`dc2flow.camera.camera_for`) [default: None, LSSTCam].
 
     ``mem_gb`` is what the sensor's job should request: the model's prediction for the render
     command, at least ``min_mem_gb`` (the validation that follows the render in the same job asks
@@ -214,7 +220,7 @@ def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceMode
     rows = []
     for det_name in sorted(partitions, key=lambda n: camera.get_sensor(n).det_num):
         table = read_partition_table(partitions[det_name], columns)   # one read for the features and the floor
-        feats = sensor_features(table, det_name, fft_flux_threshold)
+        feats = sensor_features(table, det_name, fft_flux_threshold, cam)
         mem, run = model.predict({k: [v] for k, v in feats.items()})
         floor = fft_floor_gb(table, psf, fft_flux_threshold) if psf is not None else 0.0
         rows.append({"visit": visit.visit, "det_name": det_name,

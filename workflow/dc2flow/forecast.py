@@ -25,7 +25,8 @@ Definitions (the same ones ``benchmarks/forecast_vs_slurm.py`` applies to Slurm'
 * **wall time at N nodes**: ``max(node-hours / N, critical path)``; the critical path is the
   slowest sampled visit's parse + partition + estimate, the longest bundle, then its validation
   and mosaic, each with its start-up.
-* **disk**: eimages from the sensor geometry (float32 pixels in 2880-byte FITS blocks plus
+* **disk**: eimages from the sensor geometry of the run's camera (``camera.description``, else
+  LSSTCam's; float32 pixels in 2880-byte FITS blocks plus
   :data:`IMAGE_HEADER_BLOCKS` of header), truth tables at ``forecast.truth_bytes_per_object``
   times the objects of each partition, partitions and parsed catalogs as measured on the sample.
 
@@ -226,7 +227,8 @@ def compute_sample(catalog: str, sensors: Sequence[str], config: dict, model, wo
     times["partition_visit"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rows = estimate_visit(visit, parts, model, options["render"]["fft_flux_threshold"],
-                          config["estimate"]["job_overhead_gb"], config["estimate"]["min_mem_gb"], options["scene"])
+                          config["estimate"]["job_overhead_gb"], config["estimate"]["min_mem_gb"], options["scene"],
+                          camera.camera_for(options))
     times["estimate_visit"] = time.perf_counter() - t0
     return VisitSample(visit.visit, tuple(rows), times, {k: "timed here" for k in times},
                        catalog_bytes=(work / "objects.parquet").stat().st_size + (work / "visit.json").stat().st_size,
@@ -350,19 +352,22 @@ def costs(bundle_runtimes_s: Sequence[float], samples: Sequence[VisitSample], n_
                  longest_bundle_h=longest / 3600.0, critical_path_h=(before + longest + after) / 3600.0)
 
 
-def image_bytes(det_name: str) -> int:
-    """Bytes of one eimage FITS file: float32 pixels and header, in 2880-byte blocks."""
-    sensor = camera.get_sensor(det_name)
+def image_bytes(det_name: str, cam: camera.Camera | None = None) -> int:
+    """Bytes of one eimage FITS file: float32 pixels and header, in 2880-byte blocks; the sensor's
+    size is its size in ``cam`` (the run's camera) [default: None, LSSTCam]."""
+    sensor = (cam or camera.LSSTCAM).sensor(det_name)
     data = sensor.nx * sensor.ny * 4
     return FITS_BLOCK_BYTES * (IMAGE_HEADER_BLOCKS + int(math.ceil(data / FITS_BLOCK_BYTES)))
 
 
-def disk_bytes(samples: Sequence[VisitSample], params: dict, scale: float) -> dict[str, float | None]:
+def disk_bytes(samples: Sequence[VisitSample], params: dict, scale: float,
+               cam: camera.Camera | None = None) -> dict[str, float | None]:
     """Disk volume in bytes, scaled to the campaign: images, truth tables, partitions, catalogs, total.
 
-    Partitions and catalogs are None when a sampled visit's files were not measured.
+    Images are sized by ``cam``, the run's camera [default: None, LSSTCam].  Partitions and catalogs
+    are None when a sampled visit's files were not measured.
     """
-    images = sum(image_bytes(r["det_name"]) for s in samples for r in s.rows)
+    images = sum(image_bytes(r["det_name"], cam) for s in samples for r in s.rows)
     truth = sum(TRUTH_HEADER_BYTES + params["truth_bytes_per_object"] * r["n_objects"] * 1e3
                 for s in samples for r in s.rows)
     parts = [s.partition_bytes for s in samples]
@@ -483,7 +488,8 @@ def forecast(catalog_patterns: Sequence[str], sensors: Sequence[str], config: di
     source.update(validate_visit="forecast.validate_s_per_sensor", mosaic_visit="forecast.mosaic_s_per_sensor")
     return Forecast(visits=len(entries), sampled=tuple(picked), sensors_per_visit=n_sensors, site=site,
                     model=str(model_file or "packaged"), dc2flow=ours, flat=flat,
-                    disk_bytes=disk_bytes(samples, site.forecast, scale), per_visit_runtime_s=mean_rt,
+                    disk_bytes=disk_bytes(samples, site.forecast, scale, camera.camera_for(config)),
+                    per_visit_runtime_s=mean_rt,
                     runtime_source=source, plan_method=summary.method, nodes=tuple(nodes), notes=tuple(notes))
 
 

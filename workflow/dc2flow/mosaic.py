@@ -1,8 +1,9 @@
 """Quick-look pictures of rendered sensors: the focal-plane mosaic of a visit and one sensor's cutout.
 
 Both go through :mod:`dc2flow.display` (binning, the stretches, PNG encoding), so the mosaic, a
-cutout and the eyeball viewer show the same thing for the same stretch.  Sensors are placed by
-the camera geometry of :mod:`dc2flow.camera`.
+cutout and the eyeball viewer show the same thing for the same stretch.  Sensors are placed by the run's
+camera (:mod:`dc2flow.camera`: config ``camera.description``, else the packaged LSSTCam), given as
+a :class:`dc2flow.camera.Camera`.
 """
 
 from __future__ import annotations
@@ -29,27 +30,42 @@ def _bbox_mm(s: camera.Sensor) -> tuple[float, float, float, float]:
             float(corners[:, 1].max()))
 
 
-def _fp_extent_mm() -> tuple[float, float, float, float]:
-    boxes = [_bbox_mm(s) for s in camera.SENSORS]
+def _fp_extent_mm(cam: camera.Camera) -> tuple[float, float, float, float]:
+    boxes = [_bbox_mm(s) for s in cam.sensors]
     return min(b[0] for b in boxes), max(b[2] for b in boxes), min(b[1] for b in boxes), max(b[3] for b in boxes)
 
 
-def mosaic_size(bin_factor: int) -> tuple[int, int]:
+def _lower_left_mm(s: camera.Sensor) -> tuple[float, float]:
+    """Where a sensor's binned image is placed: its pixel grid's outer lower-left edge with the grid
+    centred on the sensor's centre (:attr:`dc2flow.camera.Sensor.centre_mm`), unrotated."""
+    cx, cy = s.centre_mm
+    return cx - s.nx * s.pixel_size_mm / 2.0, cy - s.ny * s.pixel_size_mm / 2.0
+
+
+def mosaic_size(bin_factor: int, cam: camera.Camera | None = None) -> tuple[int, int]:
     """(width, height) of a focal-plane mosaic in PNG pixels: ``ceil(extent_mm / (0.01 mm x bin))``.
 
-    The extent is the bounding box of all 189 science sensors (633.5 x 633.5 mm), so a mosaic is
-    3960 x 3960 pixels at bin 16 and 990 x 990 at bin 64, whatever sensors were rendered.
+    The extent is the bounding box of all science sensors of ``cam`` [default: None, LSSTCam's 189:
+    633.5 x 632.5 mm, so a mosaic is 3960 x 3954 pixels at bin 16], whatever sensors were rendered.
     """
-    x0, x1, y0, y1 = _fp_extent_mm()
-    step = camera.PIXEL_SIZE_MM * bin_factor
-    return int(math.ceil((x1 - x0) / step)), int(math.ceil((y1 - y0) / step))
+    return _frame(cam or camera.LSSTCAM, bin_factor)[3:]
 
 
-def focal_plane_to_mosaic(x_mm, y_mm, bin_factor: int):
-    """Focal-plane mm -> (column, row) of a mosaic PNG (row 0 at the top, +y of the focal plane up)."""
-    x0, _, y0, _ = _fp_extent_mm()
+def focal_plane_to_mosaic(x_mm, y_mm, bin_factor: int, cam: camera.Camera | None = None):
+    """Focal-plane mm -> (column, row) of a mosaic PNG of ``cam`` [default: None, LSSTCam] (row 0 at
+    the top, +y of the focal plane up)."""
+    return _to_mosaic(_frame(cam or camera.LSSTCAM, bin_factor), x_mm, y_mm)
+
+
+def _frame(cam: camera.Camera, bin_factor: int) -> tuple[float, float, float, int, int]:
+    """(x0, y0, step, width, height): the mosaic's lower-left focal-plane corner and pixel (mm), and its size."""
+    x0, x1, y0, y1 = _fp_extent_mm(cam)
     step = camera.PIXEL_SIZE_MM * bin_factor
-    height = mosaic_size(bin_factor)[1]
+    return x0, y0, step, int(math.ceil((x1 - x0) / step)), int(math.ceil((y1 - y0) / step))
+
+
+def _to_mosaic(frame, x_mm, y_mm):
+    x0, y0, step, _, height = frame
     return (np.asarray(x_mm) - x0) / step, height - (np.asarray(y_mm) - y0) / step
 
 
@@ -59,23 +75,25 @@ def _font(size: int):
     return ImageFont.load_default(size=max(8, int(size)))
 
 
-def mosaic_canvas(images: Sequence[str | os.PathLike], bin_factor: int) -> tuple[np.ndarray, list, list[str]]:
+def mosaic_canvas(images: Sequence[str | os.PathLike], bin_factor: int,
+                  cam: camera.Camera | None = None) -> tuple[np.ndarray, list, list[str]]:
     """The mosaic's float pixels before the stretch (row 0 at the *bottom*, as in FITS; NaN where no
-    sensor was given), with the images' headers and det_names; see :func:`mosaic` for the layout.
+    sensor was given), with the images' headers and det_names; see :func:`mosaic` for the layout
+    and ``cam``.
     """
-    width, height = mosaic_size(bin_factor)
+    cam = cam or camera.LSSTCAM
+    x0, y0, step, width, height = _frame(cam, bin_factor)
     canvas = np.full((height, width), np.nan, dtype=np.float32)   # FITS orientation: row 0 at the bottom
-    x0, _, y0, _ = _fp_extent_mm()
-    step = camera.PIXEL_SIZE_MM * bin_factor
     headers, placed = [], []
     for path in images:
         pixels, header = display.read_image(path)
-        sensor = camera.get_sensor(str(header.get("DET_NAME", "")))
+        sensor = cam.sensor(str(header.get("DET_NAME", "")))
         if pixels.shape != (sensor.ny, sensor.nx):
             raise RenderError(str(path), f"image shape {pixels.shape} is not {sensor.det_name}'s "
-                              f"({sensor.ny}, {sensor.nx})", "rerun the render_sensor job")
+                              f"({sensor.ny}, {sensor.nx}) in {cam.source}",
+                              "render with the same camera.description as the mosaic's (or rerun render_sensor)")
         binned = display.bin_image(pixels, bin_factor)
-        bx0, by0, _, _ = _bbox_mm(sensor)
+        bx0, by0 = _lower_left_mm(sensor)
         c0 = int(round((bx0 - x0) / step))
         r0 = int(round((by0 - y0) / step))
         h, w = binned.shape
@@ -87,62 +105,69 @@ def mosaic_canvas(images: Sequence[str | os.PathLike], bin_factor: int) -> tuple
 
 
 def mosaic(images: Sequence[str | os.PathLike], out_png: str | os.PathLike, bin_factor: int = 16,
-           stretch: str = "zscale") -> dict:
+           stretch: str = "zscale", cam: camera.Camera | None = None) -> dict:
     """A focal-plane mosaic of one visit's eimages: every sensor in its place, one shared stretch.
 
     Layout: the focal plane seen from the sky side with +x to the right and +y up (as
     :mod:`dc2flow.camera` defines it); each image is binned by ``bin_factor``
-    (:func:`dc2flow.display.bin_image`) and placed with its lower-left pixel at
-    its outer pixel edge in Rubin's camera description (:meth:`dc2flow.camera.Sensor.corners_mm`;
-    LSSTCam's science sensors have no yaw, so there is no rotation), rounded to a whole mosaic pixel.  Sensors not given are left black.  All 189 sensor outlines (grey) and the
-    21 raft outlines (yellow) are drawn, with slot names (``S11``, lower left) and raft names (``R22``, upper
-    left); the
-    empty top-left corner holds the visit, band, stretch and North/East arrows from the first
-    image's WCS.  Size: :func:`mosaic_size`.
+    (:func:`dc2flow.display.bin_image`) and placed where ``cam``, the run's camera, puts the sensor:
+    its pixel grid centred on the sensor's centre (:attr:`dc2flow.camera.Sensor.centre_mm`, from its
+    offset, reference pixel and yaw), rounded to a whole mosaic pixel.  A yaw is not drawn: the
+    pixels are not rotated (LSSTCam's science sensors have none; a yaw of 0.02 deg moves a corner
+    0.01 mm, a 16th of a mosaic pixel at bin 16).  Sensors not given are left black.  The outline
+    of every sensor's bounding box (grey, yaw included) and of the 21 rafts (yellow) are drawn, with
+    slot names (``S11``, lower left) and raft names (``R22``, upper left); the empty top-left corner
+    holds the visit, band, stretch and North/East arrows from the first image's WCS.  Size:
+    :func:`mosaic_size`.
 
     Parameters:
-        images:      eimages of one visit (any subset of sensors).
+        images:      eimages of one visit (any subset of sensors), rendered with ``cam``.
         out_png:     the PNG (RGB, no time stamp: the same inputs give the same bytes).
         bin_factor:  binning factor. [default: 16]
         stretch:     one of :data:`dc2flow.display.STRETCHES`, shared by all sensors. [default: zscale]
+        cam:         the run's camera (:func:`dc2flow.camera.camera_for` of its options, or
+                     :func:`dc2flow.camera.load_camera` of ``camera.description``) [default: None, LSSTCam].
 
     Returns:
         a summary: size, sensors placed, stretch limits.
 
     Raises:
-        RenderError: an image cannot be read or does not match its ``DET_NAME``.
+        RenderError: an image cannot be read or does not match its ``DET_NAME``'s size in ``cam``.
         ConfigError: a bad bin factor or stretch.
     """
     from PIL import Image, ImageDraw
 
     if stretch not in display.STRETCHES:
         raise ConfigError("validation.stretch", stretch, "unknown stretch", list(display.STRETCHES))
-    canvas, headers, placed = mosaic_canvas(images, bin_factor)
+    cam = cam or camera.LSSTCAM
+    canvas, headers, placed = mosaic_canvas(images, bin_factor, cam)
     height, width = canvas.shape
     limits = display.stretch_limits(canvas, stretch)
     grey = display.to_grey(canvas, stretch, limits)            # flipped: row 0 at the top
     img = Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2))
     draw = ImageDraw.Draw(img)
     sensor_px = 4096 / bin_factor
+    frame = _frame(cam, bin_factor)
+    boxes = {s.det_name: _bbox_mm(s) for s in cam.sensors}
 
     def box(xa, ya, xb, yb):
-        (ca, cb), (ra, rb) = focal_plane_to_mosaic([xa, xb], [ya, yb], bin_factor)
+        (ca, cb), (ra, rb) = _to_mosaic(frame, [xa, xb], [ya, yb])
         return [float(ca), float(rb), float(cb), float(ra)]     # PIL: left, top, right, bottom
 
     small, large = _font(sensor_px / 9), _font(sensor_px / 5)
     rafts = {}
-    for s in camera.SENSORS:
-        bx0, by0, bx1, by1 = _bbox_mm(s)
+    for s in cam.sensors:
+        bx0, by0, bx1, by1 = boxes[s.det_name]
         draw.rectangle(box(bx0, by0, bx1, by1), outline=(110, 110, 110))
-        c, r = focal_plane_to_mosaic(bx0, by0, bin_factor)     # lower-left corner
+        c, r = _to_mosaic(frame, bx0, by0)     # lower-left corner
         draw.text((float(c) + sensor_px / 25, float(r) - sensor_px / 25), s.det_name[4:], fill=(80, 200, 255),
                   font=small, anchor="ld")
-        rafts.setdefault(s.raft, []).append(s)
+        rafts.setdefault(s.raft, []).append(boxes[s.det_name])
     for raft, members in rafts.items():
-        xa = min(_bbox_mm(s)[0] for s in members)
-        xb = max(_bbox_mm(s)[2] for s in members)
-        ya = min(_bbox_mm(s)[1] for s in members)
-        yb = max(_bbox_mm(s)[3] for s in members)
+        xa = min(b[0] for b in members)
+        xb = max(b[2] for b in members)
+        ya = min(b[1] for b in members)
+        yb = max(b[3] for b in members)
         b = box(xa, ya, xb, yb)
         draw.rectangle(b, outline=(255, 210, 0), width=max(1, int(sensor_px / 100)))
         draw.text((b[0] + sensor_px / 20, b[1] + sensor_px / 30), raft, fill=(255, 210, 0), font=large)

@@ -36,6 +36,14 @@ object types other than ``star`` and ``galaxy``
 chosen by their template, not by HEALPix pixel (that needs ``healpy``): every matching file's
 ``ra``/``dec`` columns are read and the rest only for the rows within the radius.
 
+A missing file is not an error (skyCatalogs, too, reads the files a pixel has), but never silent:
+when a type's ``file_template`` matches no file, or matches none for a HEALPix pixel that the
+other type's files have, a warning names the YAML's ``file:line`` of that template, the file name
+it expects (the template with that pixel: ``galaxy_9683_449053_det94.parquet`` for the shared
+``sky_cat_9683.yaml``, whose folder holds ``galaxy_9683_det94_det95_single_objs.parquet`` instead)
+and the folder's Parquet files that no template matches; the visit's ``sources.json`` (``skips``)
+says it too.  Such a visit has no objects of that type.
+
 Objects are skipped and counted as the instance-catalog parser does: magnorm >= 50 or not finite,
 major < minor axis, knots with ``n_knots`` <= 0, and components whose tophat values are all zero.
 Values out of :data:`dc2flow.catalog.VALUE_RANGES` raise :class:`~dc2flow.errors.CatalogError`
@@ -89,6 +97,8 @@ class SkyCatalog:
         mw_rv:        the YAML's constant Milky-Way R_V.
         unsupported:  object types with a ``file_template`` this reader does not read.
         cosmology:    the YAML's ``Cosmology`` (``H0``, ``Om0``, ``Ob0``, ...) as sorted pairs.
+        missing:      per object type whose template expects files the folder lacks: (a few words for the
+                      counts' summary, the warning).
     """
 
     path: str
@@ -100,6 +110,7 @@ class SkyCatalog:
     mw_rv: float
     unsupported: tuple[str, ...] = ()
     cosmology: tuple[tuple[str, float], ...] = ()
+    missing: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -111,12 +122,15 @@ class SkyCatalogCounts:
     n_galaxies: int = 0
     n_rows: int = 0
     skipped: Counter = field(default_factory=Counter)
+    missing: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         text = (f"{self.n_stars} stars and {self.n_galaxies} galaxies within the radius: {self.n_rows} rows "
                 f"from {len(self.files)} files")
         if self.skipped:
             text += "; skipped " + ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
+        if self.missing:
+            text += "; not read: " + "; ".join(self.missing)
         return text
 
 
@@ -157,23 +171,26 @@ def load_sky_catalog(path: str | os.PathLike, sky_catalog_root: str | os.PathLik
     names = sorted(os.listdir(catalog_dir))
     types = doc["object_types"]
 
-    def files(kind: str) -> tuple[str, ...]:
+    def template(kind: str) -> re.Pattern | None:
         spec = types.get(kind)
         if not isinstance(spec, dict) or "file_template" not in spec:
-            return ()
+            return None
         try:
             pattern = re.compile(str(spec["file_template"]))
         except re.error as e:
-            raise CatalogError(path, 0, f"object type '{kind}': file_template is not a regular expression",
+            raise CatalogError(path, _template_line(path, kind),
+                               f"object type '{kind}': file_template is not a regular expression",
                                value=str(e), fix="fix the template") from e
         if spec.get("data_file_type", "parquet") != "parquet":
             raise CatalogError(path, 0, f"object type '{kind}': data_file_type is not parquet",
                                value=spec.get("data_file_type"), fix="only Parquet sky catalogs are read")
-        found = tuple(os.path.join(catalog_dir, n) for n in names if pattern.fullmatch(n))
-        if not found:
-            logger.warning("%s: no file in %s matches the file_template %r of object type '%s': none of them is read",
-                           path, catalog_dir, spec["file_template"], kind)
-        return found
+        return pattern
+
+    patterns = {kind: template(kind) for kind in ("star", "galaxy")}
+    found = {kind: tuple(n for n in names if p.fullmatch(n)) for kind, p in patterns.items() if p is not None}
+    missing = _missing_files(path, catalog_dir, names, patterns, found, types)
+    for _, line in missing:
+        logger.warning("%s", line)
 
     lo, width = _tophat_bins(doc, path)
     rv = doc.get("MW_extinction_values", {}).get("r_v", {}).get("value", 3.1)
@@ -185,9 +202,77 @@ def load_sky_catalog(path: str | os.PathLike, sky_catalog_root: str | os.PathLik
     if not isinstance(cosmology, dict) or not all(isinstance(v, (int, float)) for v in cosmology.values()):
         raise CatalogError(path, 0, "Cosmology is not a mapping of numbers", value=repr(cosmology)[:80],
                            fix="give H0, Om0 (and Ob0, ...) as numbers")
-    return SkyCatalog(path=path, catalog_dir=catalog_dir, star_files=files("star"), galaxy_files=files("galaxy"),
+    return SkyCatalog(path=path, catalog_dir=catalog_dir,
+                      star_files=tuple(os.path.join(catalog_dir, n) for n in found.get("star", ())),
+                      galaxy_files=tuple(os.path.join(catalog_dir, n) for n in found.get("galaxy", ())),
                       tophat_lo_nm=lo, tophat_width_nm=width, mw_rv=float(rv), unsupported=unsupported,
-                      cosmology=tuple(sorted((str(k), float(v)) for k, v in cosmology.items())))
+                      cosmology=tuple(sorted((str(k), float(v)) for k, v in cosmology.items())), missing=missing)
+
+
+def _template_line(path: str, kind: str) -> int:
+    """1-based line of ``object_types: <kind>: file_template`` in the YAML, or 0."""
+    import yaml
+
+    try:
+        with open(path) as fh:
+            node = yaml.compose(fh)
+    except (OSError, yaml.YAMLError):
+        return 0
+    for key in ("object_types", kind, "file_template"):
+        if not isinstance(node, yaml.MappingNode):
+            return 0
+        node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+        if node is None:
+            return 0
+    return node.start_mark.line + 1
+
+
+def _expected_name(pattern: re.Pattern, healpix: str) -> str | None:
+    """The file name ``pattern`` gives HEALPix pixel ``healpix`` (its ``healpix`` group filled in,
+    escapes undone), or None when the template is not that simple."""
+    name = re.sub(r"\(\?P<healpix>[^()]*\)", healpix, pattern.pattern, count=1)
+    name = re.sub(r"\\(.)", r"\1", name)
+    return name if pattern.fullmatch(name) else None
+
+
+def _missing_files(path: str, catalog_dir: str, names: list[str], patterns: dict, found: dict,
+                   types: dict) -> tuple[tuple[str, str], ...]:
+    """(summary, warning) per object type whose template matches no file, or none for a HEALPix pixel
+    that another type's files have (see the module docstring)."""
+    pixels = {kind: {m.group("healpix") for m in map(patterns[kind].fullmatch, files)
+                     if "healpix" in patterns[kind].groupindex}
+              for kind, files in found.items()}
+    every = set().union(*pixels.values())
+    templates = [re.compile(str(spec["file_template"])) for spec in types.values()
+                 if isinstance(spec, dict) and "file_template" in spec and _compiles(spec["file_template"])]
+    others = [n for n in names if n.endswith(".parquet") and not any(t.fullmatch(n) for t in templates)]
+    lines = []
+    for kind, files in found.items():
+        lacking = sorted(every - pixels[kind])
+        if files and not lacking:
+            continue
+        expected = [e for e in (_expected_name(patterns[kind], hp) for hp in lacking) if e]
+        where = f"{path}:{_template_line(path, kind)}"
+        line = f"{where}: object type '{kind}': its file_template '{patterns[kind].pattern}' matches no file in {catalog_dir}"
+        if lacking:
+            having = " and ".join(k for k in pixels if k != kind and pixels[k] & set(lacking))
+            line += f" for HEALPix pixel {', '.join(lacking)} (which the {having} files have)"
+        if expected:
+            line += f": {', '.join(expected)} {'is' if len(expected) == 1 else 'are'} missing"
+        line += f", so {'those pixels have' if files else 'the visit has'} no {kind} objects"
+        if others:
+            line += f"; Parquet files there that no file_template matches: {', '.join(others)}"
+        summary = f"{kind} objects ({', '.join(expected) or 'no file'} missing, {os.path.basename(where)})"
+        lines.append((summary, line + " (fix the template or add the file)"))
+    return tuple(lines)
+
+
+def _compiles(template) -> bool:
+    try:
+        re.compile(str(template))
+    except re.error:
+        return False
+    return True
 
 
 #: cosmoDC2's tophat L_nu unit in W/Hz (gcr-catalogs' SCHEMA.md; skyCatalogs' TophatSedFactory).
@@ -394,7 +479,7 @@ def read_sky_catalog(path: str | os.PathLike, visit: Visit, objects_out: str | o
 
         raise ConfigError("sky_catalog_radius_deg", radius_deg, "must be in (0, 180] degrees", "(0, 180]")
     cat = load_sky_catalog(path, sky_catalog_root)
-    counts = SkyCatalogCounts(files=[cat.path])
+    counts = SkyCatalogCounts(files=[cat.path], missing=[summary for summary, _ in cat.missing])
     batches = []
     for f in cat.star_files:
         batches.append(_batch(_star_rows(f, cat, visit, radius_deg, counts)))

@@ -19,6 +19,10 @@ OPSIM_VISIT = campaign.visit_regex(VISITS, "opsim")
 SENSORS = selected_sensors(config)
 OPTIONS = options_json(physics_options(config))  # what changes pixels; rerun when it changes
 PARTITION_OPTIONS = options_json({k: config[k] for k in ("camera", "scene", "partition")})  # what partitions depend on
+# the run's camera for verbs that place sensors but take no physics options (mosaic): a params value,
+# so that changing camera.description reruns them (partition, estimate and render get it in their options)
+CAMERA_OPTION = (f"--camera-description {shlex.quote(config['camera']['description'])}"
+                 if config["camera"]["description"] else "")
 VALIDATION = config["validation"]
 # what the per-sensor checks depend on (pictures, strictness and threads change no record; strict
 # and threads still rerun validate_visit, one job per visit, never a render)

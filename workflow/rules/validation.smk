@@ -68,12 +68,13 @@ rule mosaic_visit:
         sensors=",".join(SENSORS),
         bin=config["validation"]["mosaic_bin"],
         stretch=config["validation"]["stretch"],
+        camera=CAMERA_OPTION,  # where the sensors go (camera.description)
     resources:
         mem_mb=2048,
         runtime=10,
     shell:
         "dc2flow -v mosaic --sensors {params.sensors} --images-template {params.images:q} --out {output:q} --bin {params.bin} --stretch {params.stretch}"
-        " > {log:q} 2>&1"
+        " {params.camera} > {log:q} 2>&1"
 
 
 rule cutout_sensor:  # on request: snakemake results/validation/{visit}/cutouts/{det_name}.png
