@@ -1,6 +1,7 @@
 # dc2flow: instance catalogs x LSSTCam sensors -> GalSim eimages.
 # Stages (one rule file each, data flows one way):
 #   catalog -> partition -> estimate -> bundle (checkpoint) -> render (one group job per bundle)
+#   (scene.psf_model atmospheric: catalog -> screens, once per visit, which every render maps)
 #   -> validation (one job per visit checks its sensors; a table, figure and mosaic per visit)
 #   -> registry (each render job writes its record; merged per visit on the driver host)
 # Report: snakemake --report report.zip (mosaics, validation figures, bundles and resources)
@@ -28,6 +29,7 @@ container: config["render"]["container_image"] or None
 include: "workflow/rules/common.smk"
 include: "workflow/rules/catalog.smk"
 include: "workflow/rules/partition.smk"
+include: "workflow/rules/atmosphere.smk"
 include: "workflow/rules/estimate.smk"
 include: "workflow/rules/bundle.smk"
 include: "workflow/rules/render.smk"

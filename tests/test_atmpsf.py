@@ -96,6 +96,51 @@ def test_chromatic_and_wavelength():
     assert _moments(_star(chrom, 5))[0] == pytest.approx(_moments(achromatic)[0], rel=0.02)
 
 
+def test_memory_mapped_screens_draw_the_same_photons(atm, tmp_path):
+    """The screens written once per visit and memory-mapped (what each render of a bundle does) give
+    the same photons as the screens built in process, and GalSim reads the mapped arrays in place."""
+    atmpsf.write_screens(atm, tmp_path / "screens.json")
+    x = psf.airmass_ks(ALTITUDE)
+    mapped = atmpsf.AtmosphericPsf(SEEING, BAND, x, EXPTIME, psf.fwhm_geom(SEEING, BAND, x), 2024, CHEAP, GSPARAMS,
+                                   screens=tmp_path / "screens.json")
+    for k, (u, v) in enumerate([(0.0, 0.0), (1200.0, -800.0), (-6000.0, 5000.0)]):
+        assert np.array_equal(_star(atm.psf(u, v), 7 + k, 1e5), _star(mapped.psf(u, v), 7 + k, 1e5))
+    assert mapped.screen_bytes == atm.screen_bytes and mapped.optics_fwhm_arcsec == atm.optics_fwhm_arcsec
+    for i, layer in enumerate(mapped.atm):
+        table, mapped_f = layer._tab2d, layer._objDict["f"]   # the photons' wavefront gradients read table.f
+        assert isinstance(mapped_f, np.memmap) and mapped_f.dtype == np.float64 and mapped_f.flags.c_contiguous
+        assert not table.f.flags.writeable and np.shares_memory(table.f, mapped_f)
+        assert table.f.__array_interface__["data"][0] == mapped_f.__array_interface__["data"][0]   # no copy
+        assert np.array_equal(table.f, atm.atm[i]._tab2d.f) and np.array_equal(table.x, atm.atm[i]._tab2d.x)
+
+
+def test_bad_screen_files_name_the_file(atm, tmp_path):
+    from dc2flow.errors import RenderError
+
+    json_path = tmp_path / "screens.json"
+    atmpsf.write_screens(atm, json_path)
+    files = atmpsf.screen_files(json_path)
+    good = files["f"].read_bytes()
+    identity = atm.screen_identity()
+    assert len(atmpsf.load_screens(json_path, identity)) == 6
+    with pytest.raises(RenderError, match=r"screens\.json: screens built for seed 2024, this render needs 2025"):
+        atmpsf.load_screens(json_path, {**identity, "seed": 2025})
+    with pytest.raises(RenderError, match="screens.json: screens built for settings"):
+        atmpsf.load_screens(json_path, {**identity, "settings": {**identity["settings"], "screen_size_m": 102.4}})
+    files["f"].write_bytes(good[:-8])
+    with pytest.raises(RenderError, match=r"screens\.npy: 50430120 bytes, screens\.json says 50430128 \(truncated"):
+        atmpsf.load_screens(json_path, identity)
+    files["f"].write_bytes(good[:1000] + bytes([good[1000] ^ 1]) + good[1001:])
+    with pytest.raises(RenderError, match=r"screens\.npy: sha256 differs from screens\.json's \(corrupt"):
+        atmpsf.load_screens(json_path, identity)
+    files["f"].unlink()
+    with pytest.raises(RenderError, match=r"screens\.npy: cannot read the screens of screens\.json"):
+        atmpsf.load_screens(json_path, identity)
+    json_path.write_text("{")
+    with pytest.raises(RenderError, match=r"screens\.json: not a screens record .*rerun the visit's build_screens"):
+        atmpsf.load_screens(json_path, identity)
+
+
 def test_cached_per_visit_and_field_angles():
     class V:   # the fields of dc2flow.catalog.Visit that the atmosphere reads
         seeing_arcsec, band, altitude_deg, exptime_s, seed, visit = SEEING, BAND, ALTITUDE, EXPTIME, 11, 5
@@ -131,6 +176,20 @@ def test_rendered_sensor_passes_validation(tmp_path):
     out = run_stages(tmp_path / "run", cat, [det], opts)
     with fits.open(out["images"][det]) as hdul:
         assert hdul[0].header["PSFMODEL"] == "atmospheric"
+        pixels = hdul[0].data
+    # the same sensor rendered from the visit's memory-mapped screens (the workflow's way): the same pixels
+    from dc2flow.partition import VisitConditions
+    from dc2flow.render import render_sensor
+
+    visit = out["visit"]
+    screens = tmp_path / "screens" / "screens.json"
+    atmpsf.build_screens(visit, out["options"]["scene"],
+                         VisitConditions.from_visit(visit, out["options"]["scene"]).fwhm_geom_arcsec, screens)
+    mapped = render_sensor(visit, out["partitions"][det], det, out["options"], tmp_path / "mapped.fits",
+                           tmp_path / "mapped.txt.gz", screens_path=screens)
+    assert mapped["n_phot"] >= 10   # photon-shot through the screens
+    with fits.open(tmp_path / "mapped.fits") as hdul:
+        assert np.array_equal(hdul[0].data, pixels)
     record, _ = validation.measure_sensor(out["images"][det], out["truth"][det],
                                           validation.Thresholds.from_config(config.load()["validation"]))
     assert record["n_bright"] >= 25

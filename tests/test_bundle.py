@@ -468,3 +468,40 @@ def test_read_plan_checks_every_row(tmp_path, body, line, reason):
     assert f"{path}:{line}: {reason}" in str(info.value) and "rerun dc2flow bundle" in str(info.value)
     with pytest.raises(BundlingError, match="cannot read the plan"):
         read_plan(tmp_path / "none.csv")
+
+
+def test_atmospheric_screens_count_once_per_visit_in_a_bundle(tmp_path):
+    """The estimates' visit_shared_gb (a visit's memory-mapped phase screens) is added to the visit
+    overhead: a bundle of 4 sensors of one atmospheric visit asks for it once, on its first sensor,
+    not 4 times; a bundle holding two visits asks for it twice."""
+    from dc2flow.estimate import ESTIMATE_COLUMNS
+    from dc2flow.packing import read_plan, run_cli
+
+    def table(path, visit, sensors, shared):
+        lines = ["\t".join(ESTIMATE_COLUMNS)]
+        for name in sensors:
+            row = {"visit": str(visit), "det_name": name, "mem_gb": "1.0", "runtime_s": "60", "visit_shared_gb": shared}
+            lines.append("\t".join(row.get(c, "0") for c in ESTIMATE_COLUMNS))
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    sensors = ["R22_S10", "R22_S11", "R22_S12", "R22_S20"]
+    node = Node(memory_gb=16.0, cores=8, visit_overhead_gb=0.5)
+    one = table(tmp_path / "1.tsv", 1, sensors, "0.8")
+    run_cli([one], tmp_path / "plan.csv", node, "auto", 5.0)
+    rows = read_plan(tmp_path / "plan.csv")
+    assert len({r.bundle for r in rows}) == 1
+    assert [r.mem_mb for r in rows] == [int((1.0 + 0.5 + 0.8) * 1024)] + [1024] * 3
+    assert rows[0].bundle_mem_mb == int(2.3 * 1024) + 3 * 1024            # 4 sensors + the screens once
+    two = table(tmp_path / "2.tsv", 2, sensors[:2], "0.8")
+    run_cli([one, two], tmp_path / "plan2.csv", node, "auto", 5.0)
+    rows = read_plan(tmp_path / "plan2.csv")
+    assert len({r.bundle for r in rows}) == 1 and sum(r.mem_mb > 2000 for r in rows) == 2
+    # parametric visits (visit_shared_gb 0 or no such column) pay only bundle.visit_overhead_gb
+    plain = table(tmp_path / "3.tsv", 3, sensors, "0")
+    run_cli([plain], tmp_path / "plan3.csv", node, "auto", 5.0)
+    assert read_plan(tmp_path / "plan3.csv")[0].mem_mb == int(1.5 * 1024)
+    bad = table(tmp_path / "4.tsv", 4, sensors[:2], "0.8")
+    bad.write_text(bad.read_text().replace("\t0.8\n", "\t0.7\n", 1))
+    with pytest.raises(EstimateError, match=r"4\.tsv:3: visit 4's visit_shared_gb differs from its first row's \(0.7\)"):
+        run_cli([bad], tmp_path / "plan4.csv", node, "auto", 5.0)

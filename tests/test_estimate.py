@@ -37,17 +37,25 @@ def test_features_and_predictions(visit, tmp_path):
     floored = {r["det_name"]: r["mem_gb"] for r in estimate_visit(visit["visit"], visit["partitions"], model, 1e5,
                                                                  job_overhead_gb=0.15, min_mem_gb=50.0)}
     assert floored == {name: pytest.approx(50.15) for name in rows}     # the floor, then the overhead
-    # the atmospheric PSF: every render process builds the visit's phase screens (not shared)
+    # the atmospheric PSF: each render adds only what it holds itself; the screens it maps are the
+    # visit's shared memory (visit_shared_gb), which the bundler counts once per visit in a bundle
     from dc2flow.atmpsf import AtmosphereSettings
     from dc2flow.config import load
 
     scene = load()["scene"]
     param = estimate_visit(visit["visit"], visit["partitions"], model, 1e5, scene=scene)
+    assert {r["visit_shared_gb"] for r in param} == {0.0}
     atm_scene = {**scene, "psf_model": "atmospheric", "atmosphere": {"screen_size_m": 819.2, "screen_scale_m": 0.2}}
     atm = estimate_visit(visit["visit"], visit["partitions"], model, 1e5, scene=atm_scene)
-    extra = AtmosphereSettings(819.2, 0.2).render_memory_gb
-    assert extra == pytest.approx(1.67, abs=0.01)       # benchmarks/atm_psf.py measured 1.67 GB of peak
-    assert [a["mem_gb"] - p["mem_gb"] for a, p in zip(atm, param)] == pytest.approx([extra] * len(param))
+    settings = AtmosphereSettings(819.2, 0.2)
+    assert settings.shared_memory_gb == pytest.approx(6 * (4097**2 + 2 * 4097) * 8 / 1e9)   # 0.81 GB of files
+    assert [a["mem_gb"] - p["mem_gb"] for a, p in zip(atm, param)] == pytest.approx(
+        [settings.render_private_gb] * len(param))
+    assert settings.render_private_gb < 0.2 * settings.build_memory_gb   # was the whole build, per sensor
+    assert [r["visit_shared_gb"] for r in atm] == pytest.approx([settings.shared_memory_gb] * len(atm))
+    path = tmp_path / "atm.tsv"
+    write_estimates(path, atm)
+    assert [r["visit_shared_gb"] for r in read_estimates(path)] == pytest.approx([0.806] * len(atm), abs=1e-3)
 
 
 def test_sizes_are_the_run_s_camera_s(visit, small_e2v_policy, tmp_path):

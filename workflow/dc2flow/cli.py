@@ -115,7 +115,7 @@ def _cmd_render(args) -> None:
     prov = Provenance(catalog_files=files, config_hash=options_hash(options),
                       container_image=options["render"]["container_image"])
     render_sensor(Visit.read_json(args.visit_json), args.partition, args.det_name, options,
-                  args.out, args.truth, prov, wcs_path=args.wcs)
+                  args.out, args.truth, prov, wcs_path=args.wcs, screens_path=args.screens)
     if args.record:  # the registry row, while the image is in the page cache (no extra job per sensor)
         from .registry import bundle_from_plan, make_record, write_record
 
@@ -123,6 +123,18 @@ def _cmd_render(args) -> None:
         if bundle and args.shard:  # bundle names restart in each shard's plan
             bundle = f"{args.shard}/{bundle}"
         write_record(args.record, make_record(args.out, args.record_root or ".", bundle))
+
+
+def _cmd_screens(args) -> None:
+    from .atmpsf import build_screens
+    from .catalog import Visit
+    from .config import parse_options
+    from .partition import VisitConditions
+
+    visit, scene = Visit.read_json(args.visit_json), parse_options(args.options)["scene"]
+    record = build_screens(visit, scene, VisitConditions.from_visit(visit, scene).fwhm_geom_arcsec, args.out)
+    log.info("%s: %d layers, %s", args.out, len(record["layers_galsim"]),
+             ", ".join(f"{a['file']} {a['bytes'] / 1e6:.1f} MB" for a in record["arrays"].values()))
 
 
 def _cmd_estimate(args) -> None:
@@ -472,7 +484,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plan", help="with --record, instead of --bundle: the bundle plan (CSV) to look the bundle up in")
     s.add_argument("--shard", default="", help="with --bundle or --plan: the campaign shard the plan is of; the "
                                                "recorded bundle is then SHARD/BUNDLE")
+    s.add_argument("--screens", help="with scene.psf_model atmospheric: the visit's screens.json (from 'screens'), "
+                                     "whose arrays are memory-mapped [default: the screens are built in this process]")
     s.set_defaults(func=_cmd_render)
+
+    s = sub.add_parser("screens", help="build a visit's atmospheric phase screens once (scene.psf_model atmospheric)",
+                       description="Builds the visit's six GalSim phase screens as 'render' would (same seed and "
+                                   "scene.atmosphere settings) and writes them as plain .npy arrays beside OUT "
+                                   "(screens.npy: layers x (npix+1)^2 float64; screens_axes.npy: their x and y), "
+                                   "then OUT, a JSON of the seed, settings, r0, L0, layers and each array's "
+                                   "shape and sha256; 'render --screens OUT' memory-maps them read-only.")
+    s.add_argument("visit_json")
+    s.add_argument("--out", required=True, help="output: screens.json (the arrays are written beside it)")
+    s.add_argument("--options", help=OPTIONS_HELP)
+    s.set_defaults(func=_cmd_screens)
 
     s = sub.add_parser("estimate", help="predict each sensor's render memory and wall time (one visit)",
                        description="Reads the visit's partitions and writes a tab-separated table with columns "

@@ -22,7 +22,11 @@ and scaled up so that predictions err high. The model is a small JSON file
 (:data:`DEFAULT_MODEL` ships with the package; ``estimate.model`` in the config points at another).
 
 The per-visit table (``estimates/{visit}.tsv``) has one row per sensor: ``visit, det_name, mem_gb,
-runtime_s`` and the features, tab-separated.  :func:`read_estimates` is its one reader (the bundler,
+runtime_s``, the features and ``visit_shared_gb``, tab-separated.  ``visit_shared_gb`` (the same on
+every row of a visit) is memory the visit's renders share on a node: with ``scene.psf_model:
+atmospheric``, the visit's phase screens, which every render memory-maps read-only
+(:mod:`dc2flow.atmpsf`); the bundler adds it to ``bundle.visit_overhead_gb``, once per visit in a
+bundle, and ``mem_gb`` holds only what each render holds itself.  :func:`read_estimates` is its one reader (the bundler,
 the forecast, calibration and the resource figure all use it); it checks every value.
 """
 
@@ -44,7 +48,10 @@ from .io import atomic_output
 
 FEATURES = ("image_mpix", "n_objects", "n_knots", "phot_gphotons", "fft_mpix", "max_fft_mpix",
             "max_phot_gphotons")
-ESTIMATE_COLUMNS = ("visit", "det_name", "mem_gb", "runtime_s", *FEATURES)
+ESTIMATE_COLUMNS = ("visit", "det_name", "mem_gb", "runtime_s", *FEATURES, "visit_shared_gb")
+ESTIMATE_REQUIRED = ESTIMATE_COLUMNS[:-1]
+"""The columns an estimates table must have: a table without ``visit_shared_gb`` (written before it
+existed) reads it as 0."""
 JOB_COLUMNS = ("visit", "det_name", "mem_gb")
 """The columns a table of sensor jobs needs at least (``runtime_s`` and the features are optional there)."""
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "resource_model.json"
@@ -206,16 +213,21 @@ def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceMode
     the same), plus ``job_overhead_gb``, the memory of the scheduler's own processes in the job
     (Snakemake runs inside every Slurm job step: ~130 MiB each, measured).  With ``scene`` (the
     config section, for the visit's PSF) it is also at least :func:`fft_floor_gb`: what GalSim's
-    largest FFT on the sensor takes.  With ``scene.psf_model: atmospheric`` each job adds the
-    phase screens it builds (:attr:`dc2flow.atmpsf.AtmosphereSettings.render_memory_gb`: 6.5 GB for
-    imSim's 819.2 m screens at 0.1 m, 0.16 GB for 204.8 m at 0.2 m).
+    largest FFT on the sensor takes.  With ``scene.psf_model: atmospheric`` each job adds what its
+    render holds privately for the atmosphere (:attr:`dc2flow.atmpsf.AtmosphereSettings.render_private_gb`:
+    PSF objects, aperture, second kick), and every row's ``visit_shared_gb`` is the screens the
+    visit's renders map and share (:attr:`~dc2flow.atmpsf.AtmosphereSettings.shared_memory_gb`:
+    3.2 GB for imSim's 819.2 m at 0.1 m, 0.81 GB for 819.2 m at 0.2 m, 0.05 GB for 204.8 m at 0.2 m),
+    which the bundler counts once per visit in a bundle; without atmospheric screens it is 0.
     """
     psf = _fft_psf(visit, scene) if scene is not None else None   # once per visit
-    atmosphere_gb = 0.0
+    atmosphere_gb = shared_gb = 0.0
     if scene is not None and scene.get("psf_model", "parametric") == "atmospheric":
         from .atmpsf import AtmosphereSettings
 
-        atmosphere_gb = AtmosphereSettings.from_scene(scene).render_memory_gb   # every job builds its own
+        settings = AtmosphereSettings.from_scene(scene)
+        atmosphere_gb = settings.render_private_gb      # each render's own
+        shared_gb = settings.shared_memory_gb           # the mapped screens: once per visit in a bundle
     columns = list(dict.fromkeys([*_PARTITION_COLUMNS, *(_FFT_COLUMNS if psf is not None else ())]))
     rows = []
     for det_name in sorted(partitions, key=lambda n: camera.get_sensor(n).det_num):
@@ -225,7 +237,7 @@ def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceMode
         floor = fft_floor_gb(table, psf, fft_flux_threshold) if psf is not None else 0.0
         rows.append({"visit": visit.visit, "det_name": det_name,
                      "mem_gb": max(float(mem[0]), min_mem_gb, floor) + atmosphere_gb + job_overhead_gb,
-                     "runtime_s": float(run[0]), **feats})
+                     "runtime_s": float(run[0]), **feats, "visit_shared_gb": shared_gb})
     return rows
 
 
@@ -237,7 +249,7 @@ def write_estimates(path: str | os.PathLike, rows: list[dict]) -> None:
             fh.write("\t".join(_fmt(row[c]) for c in ESTIMATE_COLUMNS) + "\n")
 
 
-def read_estimates(path: str | os.PathLike, required: tuple[str, ...] = ESTIMATE_COLUMNS) -> list[dict]:
+def read_estimates(path: str | os.PathLike, required: tuple[str, ...] = ESTIMATE_REQUIRED) -> list[dict]:
     """Rows of an estimates table, every value checked: the one reader of ``estimates/{visit}.tsv``.
 
     Also reads any table of sensor jobs with a header (``dc2flow bundle IN.csv``): the delimiter is a
@@ -245,8 +257,9 @@ def read_estimates(path: str | os.PathLike, required: tuple[str, ...] = ESTIMATE
 
     Parameters:
         path:      the file.
-        required:  the columns it must have [default: :data:`ESTIMATE_COLUMNS`]; a job table needs
-                   only :data:`JOB_COLUMNS` (a missing ``runtime_s`` or feature then reads as 0).
+        required:  the columns it must have [default: :data:`ESTIMATE_REQUIRED`, all but
+                   ``visit_shared_gb``]; a job table needs only :data:`JOB_COLUMNS` (a missing
+                   ``runtime_s``, feature or ``visit_shared_gb`` then reads as 0).
 
     Returns:
         one dict per row with every column of :data:`ESTIMATE_COLUMNS`: ``visit`` an int,

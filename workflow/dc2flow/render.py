@@ -18,7 +18,8 @@ ray-traced TAN-SIP, :mod:`dc2flow.wcs`, read from the partition's ``wcs.json``) 
 shape is mapped to pixels with that WCS's local Jacobian at the object's own position.
 
 The PSF (``scene.psf_model``): ``parametric``, one :class:`dc2flow.psf.PsfModel` per sensor; or
-``atmospheric``, the visit's phase screens (:mod:`dc2flow.atmpsf`, built once per process) evaluated
+``atmospheric``, the visit's phase screens (:mod:`dc2flow.atmpsf`: memory-mapped from the files the
+visit's ``build_screens`` job wrote, shared by the bundle's renders, or built in process) evaluated
 at each object's field angle (gnomonic offset of its RA/Dec from the boresight) for the photon-shot
 objects, and imSim's round FFT stand-in (von Karman x Airy x the same Gaussian) for the FFT ones.
 
@@ -83,7 +84,8 @@ _READ_COLUMNS = sorted({*_SHAPE_COLUMNS, *TRUTH_COLUMNS[:-2], "stamp_radius_px",
 
 def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str, options: dict,
                   image_out: str | os.PathLike, truth_out: str | os.PathLike,
-                  provenance: Provenance = Provenance(), wcs_path: str | os.PathLike | None = None) -> dict:
+                  provenance: Provenance = Provenance(), wcs_path: str | os.PathLike | None = None,
+                  screens_path: str | os.PathLike | None = None) -> dict:
     """Render one sensor of one visit to ``image_out`` (FITS) and ``truth_out`` (TSV, gzip).
 
     Parameters:
@@ -95,6 +97,9 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
         truth_out:      output truth-table path (``.txt.gz``).
         provenance:     recorded in the header.
         wcs_path:       the visit's sensor WCS cards [default: None, ``wcs.json`` beside the partition].
+        screens_path:   with ``scene.psf_model: atmospheric``, the visit's ``screens.json``
+                        (:func:`dc2flow.atmpsf.write_screens`), memory-mapped [default: None, the
+                        screens are built in this process; the pixels are the same].
 
     Returns:
         a summary: objects drawn by each method, SED fallbacks, sky level.
@@ -120,7 +125,7 @@ def render_sensor(visit: Visit, partition_path: str | os.PathLike, det_name: str
     psf = conditions.psf.galsim(gsparams)
     atm = None                      # scene.psf_model atmospheric: the visit's phase screens (dc2flow.atmpsf)
     if options["scene"].get("psf_model", "parametric") == "atmospheric":
-        atm = atmpsf.for_visit(visit, options["scene"], conditions.fwhm_geom_arcsec, gsparams)
+        atm = atmpsf.for_visit(visit, options["scene"], conditions.fwhm_geom_arcsec, gsparams, screens_path)
         field_u, field_v = atmpsf.field_angles_arcsec(cols["ra_deg"], cols["dec_deg"], visit.ra_deg, visit.dec_deg)
 
     sip = wcs.gsfits_from_cards(wcs_cards)

@@ -6,6 +6,7 @@ import shlex
 
 
 from dc2flow import campaign, registry, retry, smk
+from dc2flow.atmpsf import AtmosphereSettings
 from dc2flow.camera import get_sensor
 from dc2flow.config import options_json, physics_options, selected_sensors, validate
 
@@ -23,6 +24,8 @@ PARTITION_OPTIONS = options_json({k: config[k] for k in ("camera", "scene", "par
 # so that changing camera.description reruns them (partition, estimate and render get it in their options)
 CAMERA_OPTION = (f"--camera-description {shlex.quote(config['camera']['description'])}"
                  if config["camera"]["description"] else "")
+SCENE_OPTIONS = options_json({"scene": config["scene"]})  # what the atmospheric screens depend on
+ATMOSPHERIC = config["scene"]["psf_model"] == "atmospheric"  # then a build_screens job per visit
 VALIDATION = config["validation"]
 # what the per-sensor checks depend on (pictures, strictness and threads change no record; strict
 # and threads still rerun validate_visit, one job per visit, never a render)
@@ -308,3 +311,20 @@ def visit_registry_records(wildcards):
 
 def all_registered():
     return [f"{OUT}/registry/visits/{campaign.visit_dir(v)}.tsv" for v in VISITS]
+
+
+def screens_files(wildcards):
+    """The visit's screens.json and its arrays, inputs of each render with scene.psf_model atmospheric
+    (none otherwise); all three, so that temp() keeps the arrays until the visit's renders are done."""
+    folder = f"{OUT}/screens/{wildcards.visit}"
+    return [f"{folder}/screens.json", f"{folder}/screens.npy", f"{folder}/screens_axes.npy"] if ATMOSPHERIC else []
+
+
+def screens_option(wildcards):
+    """--screens for the render (the screens it memory-maps), or nothing."""
+    return f"--screens {shlex.quote(screens_files(wildcards)[0])}" if ATMOSPHERIC else ""
+
+
+def screens_mem_mb(wildcards):
+    """The build's peak: 0.06 GB + twice the screens (dc2flow.atmpsf.AtmosphereSettings.build_memory_gb)."""
+    return math.ceil(AtmosphereSettings.from_scene(config["scene"]).build_memory_gb * 1024)

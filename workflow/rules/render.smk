@@ -10,6 +10,7 @@ rule render_sensor:
         # a change to them remakes the partitions first): one input per sensor keeps planning fast
         partitions=f"{OUT}/partitions/{{visit}}/index.tsv",
         plan=ancient(PLAN),  # wait for the plan; a new plan does not redo finished images
+        screens=screens_files,  # scene.psf_model atmospheric: the visit's screens (atmosphere.smk), mapped
     output:
         image=f"{OUT}/{{visit}}/eimage_{{visit}}-{SNAP}-{{band}}-{{det_name}}-det{{det_num}}.fits",
         truth=f"{OUT}/{{visit}}/centroid_{{visit}}-{SNAP}-{{band}}-{{det_name}}-det{{det_num}}.txt.gz",
@@ -34,9 +35,10 @@ rule render_sensor:
         options=OPTIONS,
         root=output_root,  # stored paths in the record are relative to it
         shard=config["shard"],  # a sharded campaign's bundles are recorded as {shard}/{bundle}
+        screens=screens_option,  # --screens {input.screens}, or nothing
     shell:
         "dc2flow -v --failure-record {params.failure:q} --attempt-record {params.attempt:q} --peak-record {params.peak:q}"
         " --attempt-mem-mb {resources.mem_mb} --attempt-runtime-min {resources.runtime} render {params.visit:q} {params.partition:q} --det-name {wildcards.det_name}"
         " --sources {params.sources:q} --out {output.image:q} --truth {output.truth:q}"
-        " --record {output.record:q} --record-root {params.root:q} --plan {input.plan:q} --shard={params.shard:q}"
+        " --record {output.record:q} --record-root {params.root:q} --plan {input.plan:q} --shard={params.shard:q} {params.screens}"
         " --options {params.options:q} > {log:q} 2>&1"

@@ -7,7 +7,9 @@ core each, no queueing inside the bundle), so a bundle of sensors ``b`` on a :cl
 ``memory_gb`` M, ``cores`` C, ``visit_overhead_gb`` V and ``time_limit_s`` T is feasible when
 
 * ``sum(mem_gb of b) + V * (distinct visits in b) <= M``: the sensors of one visit in one bundle
-  share one catalog/SED/PSF set-up of V GB, paid once per visit present in the bundle;
+  share one catalog/SED/PSF set-up of V GB, paid once per visit present in the bundle (``dc2flow
+  bundle`` adds the estimates' ``visit_shared_gb`` to ``bundle.visit_overhead_gb``: the visit's
+  memory-mapped atmospheric screens, :func:`node_for_jobs`);
 * ``len(b) <= C``: one core per member;
 * ``max(runtime_s of b) <= T``: the bundle lasts as long as its slowest member.
 
@@ -73,7 +75,8 @@ from .bounds import lower_bound, node_seconds_bound, strong_lower_bound, validat
 from .heuristics import dc2_flat_bundles, dc2_flat_size, first_fit_decreasing, visit_first_fit
 from .milp import solve_milp
 from .planner import check_plan, plan_bundles, summarise
-from .io import format_summary, read_jobs, read_plan, run_cli, write_plan, write_summary_json
+from .io import (format_summary, node_for_jobs, read_jobs, read_plan, read_visit_shared_gb, run_cli, write_plan,
+                 write_summary_json)
 
 __all__ = [
     "DC2_SENSOR_GB", "DC2_VISIT_GB", "MEM_TOL_GB", "MERGE_MILP_MAX_ITEMS", "MILP_MAX_JOBS", "PLAN_COLUMNS",
@@ -82,5 +85,6 @@ __all__ = [
     "lower_bound", "node_seconds_bound", "strong_lower_bound", "validate_jobs",
     "dc2_flat_bundles", "dc2_flat_size", "first_fit_decreasing", "visit_first_fit",
     "solve_milp", "check_plan", "plan_bundles", "summarise",
-    "format_summary", "read_jobs", "read_plan", "run_cli", "write_plan", "write_summary_json",
+    "format_summary", "node_for_jobs", "read_jobs", "read_plan", "read_visit_shared_gb", "run_cli", "write_plan",
+    "write_summary_json",
 ]

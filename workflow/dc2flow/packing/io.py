@@ -31,6 +31,34 @@ def read_jobs(path: str | os.PathLike) -> list[Job]:
     return [Job(r["visit"], r["det_name"], r["mem_gb"], r["runtime_s"]) for r in read_estimates(path, JOB_COLUMNS)]
 
 
+def read_visit_shared_gb(path: str | os.PathLike) -> dict[int, float]:
+    """Each visit's ``visit_shared_gb`` in an estimates table (memory its renders share on a node:
+    the memory-mapped atmospheric screens; 0 when the table has no such column).
+
+    Raises:
+        EstimateError: as :func:`read_jobs`, or the rows of one visit disagree (``file:line``).
+    """
+    from ..errors import EstimateError
+    from ..estimate import JOB_COLUMNS, read_estimates
+
+    shared: dict[int, float] = {}
+    for lineno, row in enumerate(read_estimates(path, JOB_COLUMNS), start=2):
+        value = shared.setdefault(row["visit"], row["visit_shared_gb"])
+        if value != row["visit_shared_gb"]:
+            raise EstimateError(f"{os.fspath(path)}:{lineno}", f"visit {row['visit']}'s visit_shared_gb differs "
+                                f"from its first row's ({value:g})", row["visit_shared_gb"], "rerun dc2flow estimate")
+    return shared
+
+
+def node_for_jobs(node: Node, shared_gb: dict[int, float]) -> Node:
+    """The node with each visit's shared memory added to its visit overhead: ``visit_overhead_gb +
+    max(shared_gb)``.  The packing charges one overhead per visit in a bundle, the same for every
+    visit; a campaign has one scene config, so every visit's screens are the same size and the
+    maximum is exact (a mix would be charged the largest)."""
+    extra = max(shared_gb.values(), default=0.0)
+    return dataclasses.replace(node, visit_overhead_gb=node.visit_overhead_gb + extra) if extra > 0 else node
+
+
 def write_plan(path: str | os.PathLike, plan: Plan) -> None:
     """Write the plan as CSV, one :class:`PlanRow` per sensor (header :data:`PLAN_COLUMNS`), atomically.
 
@@ -136,7 +164,8 @@ def run_cli(in_csv: str | os.PathLike | Sequence[str | os.PathLike], out_csv: st
     Parameters:
         in_csv:              one jobs table or several (e.g. every ``estimates/{visit}.tsv``).
         out_csv:             the plan CSV to write.
-        node:                the node shape.
+        node:                the node shape; its ``visit_overhead_gb`` grows by the tables'
+                             ``visit_shared_gb`` (:func:`node_for_jobs`).
         solver:              ``auto``, ``highs`` or ``cbc``.
         solve_time_limit_s:  the solver time budget, seconds.
         summary_json:        where to write the summary as JSON [default: None, not written].
@@ -149,6 +178,7 @@ def run_cli(in_csv: str | os.PathLike | Sequence[str | os.PathLike], out_csv: st
     """
     paths = [in_csv] if isinstance(in_csv, (str, os.PathLike)) else list(in_csv)
     jobs = [job for path in paths for job in read_jobs(path)]
+    node = node_for_jobs(node, {v: gb for path in paths for v, gb in read_visit_shared_gb(path).items()})
     plan, summary = plan_bundles(jobs, node, solver=solver, time_limit_s=solve_time_limit_s)
     write_plan(out_csv, plan)
     if summary_json is not None:
