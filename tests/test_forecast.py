@@ -170,6 +170,16 @@ def test_cli_forecast_on_a_tiny_catalog(tiny_catalog, small_e2v_policy, tmp_path
     assert json.loads(sized.stdout)["disk_gb"]["images"] == pytest.approx(2 * 2880 * 5698 / 1e9)  # 2048 x 2002 x 4 B + 3 header blocks
 
     text = (estimates / "00001001.tsv").read_text().splitlines()
+    # a visit's shared memory (atmospheric screens, visit_shared_gb) is packed as dc2flow bundle packs
+    # it, once per visit in a bundle: 19 GB of screens leave no room for these sensors on the test
+    # cluster's 20 GB node, and 19.5 GB none at all
+    assert text[0].split("\t")[-1] == "visit_shared_gb"
+    for shared, says in (("19.0", "needs 20.05 GB (mem_gb 0.55 + visit overhead 19.5)"), ("19.5", "visit 1001's renders share 19.5 GB")):
+        (estimates / "00001001.tsv").write_text("\n".join([text[0]] + [r.rsplit("\t", 1)[0] + "\t" + shared
+                                                                        for r in text[1:]]) + "\n")
+        screens = _forecast(*args, "--estimates-dir", str(estimates))
+        assert screens.returncode == 1 and "Traceback" not in screens.stderr, screens.stderr
+        assert says in screens.stderr, screens.stderr
     (estimates / "00001001.tsv").write_text("\n".join([text[0], text[1].replace("\t0.55\t", "\tnan\t")] + text[2:]) + "\n")
     bad = _forecast(*args, "--estimates-dir", str(estimates))
     assert bad.returncode == 1 and "Traceback" not in bad.stderr

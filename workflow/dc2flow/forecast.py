@@ -48,7 +48,8 @@ from typing import Sequence
 import numpy as np
 
 from . import camera
-from .packing import DC2_SENSOR_GB, DC2_VISIT_GB, Job, Node, dc2_flat_bundles, dc2_flat_size, plan_bundles
+from .packing import (DC2_SENSOR_GB, DC2_VISIT_GB, Job, Node, dc2_flat_bundles, dc2_flat_size, node_for_jobs,
+                      plan_bundles)
 from .campaign import visits as campaign_visits
 from .estimate import read_estimates
 from .config import load, merge, physics_options, profile_configfiles, read_yaml, validate
@@ -470,7 +471,9 @@ def forecast(catalog_patterns: Sequence[str], sensors: Sequence[str], config: di
             notes.append(f"visit {s.visit}: {len(got)} sensors in its estimates, {len(sensors)} asked for")
     jobs = [Job(r["visit"], r["det_name"], r["mem_gb"], r["runtime_s"]) for s in samples for r in s.rows]
     b = config["bundle"]
-    plan, summary = plan_bundles(jobs, site.node, solver=b["solver"], time_limit_s=b["solve_time_limit_s"])
+    # the node as dc2flow bundle sees it: a visit's shared memory (atmospheric screens) on its overhead
+    node = node_for_jobs(site.node, {r["visit"]: float(r.get("visit_shared_gb", 0.0)) for s in samples for r in s.rows})
+    plan, summary = plan_bundles(jobs, node, solver=b["solver"], time_limit_s=b["solve_time_limit_s"])
     scale = len(entries) / len(samples)
     n_sensors = len(sensors)
     ours = costs([plan.bundle_runtime_s(i) for i in range(plan.n_bundles)], samples, n_sensors, site, scale)

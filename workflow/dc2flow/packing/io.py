@@ -56,7 +56,15 @@ def node_for_jobs(node: Node, shared_gb: dict[int, float]) -> Node:
     visit; a campaign has one scene config, so every visit's screens are the same size and the
     maximum is exact (a mix would be charged the largest)."""
     extra = max(shared_gb.values(), default=0.0)
-    return dataclasses.replace(node, visit_overhead_gb=node.visit_overhead_gb + extra) if extra > 0 else node
+    if extra <= 0:
+        return node
+    if node.visit_overhead_gb + extra >= node.memory_gb:
+        visit = max(shared_gb, key=shared_gb.get)
+        raise BundlingError(f"visit {visit}'s renders share {extra:g} GB (visit_shared_gb: its atmospheric "
+                            f"screens), which with bundle.visit_overhead_gb {node.visit_overhead_gb:g} GB leaves "
+                            f"no memory for sensors on a {node.memory_gb:g} GB node",
+                            "use smaller screens (scene.atmosphere: screen_size, screen_scale) or bigger nodes")
+    return dataclasses.replace(node, visit_overhead_gb=node.visit_overhead_gb + extra)
 
 
 def write_plan(path: str | os.PathLike, plan: Plan) -> None:

@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import BundlingError, ConfigError
-from .records import MEM_TOL_GB, RUNTIME_PHASE_SHARE, SOLVERS, _SEED, Job, Node, Plan, _job_order
+from .records import MEM_TOL_GB, RUNTIME_PHASE_MAX_NODES, RUNTIME_PHASE_SHARE, SOLVERS, _SEED, Job, Node, Plan, _job_order
 from .bounds import _ceil, node_seconds_bound, strong_lower_bound, validate_jobs
 from .heuristics import _balance, first_fit_decreasing, visit_first_fit
 
@@ -145,6 +145,20 @@ def _warm_highs_class():
                 model.addRows(len(starts), np.array(row_lower, dtype=float), np.array(row_upper, dtype=float),
                               len(index), np.array(starts, dtype=np.int32), np.array(index, dtype=np.int32),
                               np.array(value, dtype=float))
+
+            def findSolutionValues(self, lp):
+                """pulp's, plus the status of a node limit (``mip_max_nodes``), which pulp 3.3.2 has no
+                entry for (KeyError): a node limit ends the search as a time limit does."""
+                import highspy
+
+                try:
+                    return super().findSolutionValues(lp)
+                except KeyError:
+                    if lp.solverModel.getModelStatus() != highspy.HighsModelStatus.kSolutionLimit:
+                        raise
+                if not math.isfinite(lp.solverModel.getObjectiveValue()):
+                    return pulp.LpStatusNotSolved, pulp.LpSolutionNoSolutionFound
+                return pulp.LpStatusOptimal, pulp.LpSolutionIntegerFeasible
 
             def callSolver(self, lp):
                 if self.warm_start:
@@ -392,7 +406,8 @@ def _solve_milp(jobs: list[Job], node: Node, solver: str, time_limit_s: float,
     if plan.node_seconds <= node_seconds_bound(ordered, node) * (1 + 1e-9) + 1e-9:
         phase2 = False  # the refill met the bound
     if phase2 and plan.n_bundles > 1 and remaining > 0.05:
-        res = _solve_items(items, plan.n_bundles, _assignment(plan, ordered), "runtime", solver, remaining)
+        res = _solve_items(items, plan.n_bundles, _assignment(plan, ordered), "runtime", solver, remaining,
+                           max_nodes=RUNTIME_PHASE_MAX_NODES)
         if res.assign is not None:
             candidate = _plan_from(ordered, res.assign, node)
             if candidate.score() < plan.score():
