@@ -21,7 +21,8 @@ coefficients fitted by :mod:`dc2flow.calibrate` from the ``benchmark:`` records 
 and scaled up so that predictions err high. The model is a small JSON file
 (:data:`DEFAULT_MODEL` ships with the package; ``estimate.model`` in the config points at another).
 
-The per-visit table (``estimates/{visit}.tsv``) has one row per sensor: ``visit, det_name, mem_gb,
+The per-exposure table (``estimates/{visit}.tsv``, ``{visit}`` the exposure key of
+:func:`dc2flow.campaign.exposure_key`) has one row per sensor: ``visit, snap, det_name, mem_gb,
 runtime_s`` and the features, tab-separated.  :func:`read_estimates` is its one reader (the bundler,
 the forecast, calibration and the resource figure all use it); it checks every value.
 """
@@ -44,9 +45,10 @@ from .io import atomic_output
 
 FEATURES = ("image_mpix", "n_objects", "n_knots", "phot_gphotons", "fft_mpix", "max_fft_mpix",
             "max_phot_gphotons")
-ESTIMATE_COLUMNS = ("visit", "det_name", "mem_gb", "runtime_s", *FEATURES)
+ESTIMATE_COLUMNS = ("visit", "snap", "det_name", "mem_gb", "runtime_s", *FEATURES)
 JOB_COLUMNS = ("visit", "det_name", "mem_gb")
-"""The columns a table of sensor jobs needs at least (``runtime_s`` and the features are optional there)."""
+"""The columns a table of sensor jobs needs at least (``snap``, ``runtime_s`` and the features are optional there:
+an absent ``snap`` is 0, as in tables written before the column)."""
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "resource_model.json"
 _PARTITION_COLUMNS = ["flux", "stamp_radius_px", "obj_type"]
 
@@ -193,7 +195,7 @@ def _fft_psf(visit: Visit, scene: dict):
 def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceModel,
                    fft_flux_threshold: float, job_overhead_gb: float = 0.0,
                    min_mem_gb: float = 0.0, scene: dict | None = None) -> list[dict]:
-    """One row per sensor: visit, det_name, mem_gb, runtime_s and the features.
+    """One row per sensor: visit, snap, det_name, mem_gb, runtime_s and the features.
 
     ``mem_gb`` is what the sensor's job should request: the model's prediction for the render
     command, at least ``min_mem_gb`` (the validation that follows the render in the same job asks
@@ -217,7 +219,7 @@ def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceMode
         feats = sensor_features(table, det_name, fft_flux_threshold)
         mem, run = model.predict({k: [v] for k, v in feats.items()})
         floor = fft_floor_gb(table, psf, fft_flux_threshold) if psf is not None else 0.0
-        rows.append({"visit": visit.visit, "det_name": det_name,
+        rows.append({"visit": visit.visit, "snap": visit.snap, "det_name": det_name,
                      "mem_gb": max(float(mem[0]), min_mem_gb, floor) + atmosphere_gb + job_overhead_gb,
                      "runtime_s": float(run[0]), **feats})
     return rows
@@ -243,7 +245,7 @@ def read_estimates(path: str | os.PathLike, required: tuple[str, ...] = ESTIMATE
                    only :data:`JOB_COLUMNS` (a missing ``runtime_s`` or feature then reads as 0).
 
     Returns:
-        one dict per row with every column of :data:`ESTIMATE_COLUMNS`: ``visit`` an int,
+        one dict per row with every column of :data:`ESTIMATE_COLUMNS`: ``visit`` and ``snap`` ints,
         ``det_name`` a science sensor's name, the others finite floats >= 0.
 
     Raises:
@@ -282,15 +284,16 @@ def read_estimates(path: str | os.PathLike, required: tuple[str, ...] = ESTIMATE
                                             text, "fix or delete the line")
                     row[col] = text
                     continue
+                integer = col in ("visit", "snap")
                 if not text and col not in required:
-                    row[col] = 0.0
+                    row[col] = 0 if integer else 0.0
                     continue
                 try:
-                    value = int(text) if col == "visit" else float(text)
+                    value = int(text) if integer else float(text)
                 except ValueError:
                     value = None
                 if value is None or not math.isfinite(value) or value < 0:
-                    what = "an integer >= 0" if col == "visit" else "a finite number >= 0"
+                    what = "an integer >= 0" if integer else "a finite number >= 0"
                     raise EstimateError(f"{path}:{lineno}", f"column '{col}' is not {what}", text,
                                         "fix or delete the line (or rerun dc2flow estimate)")
                 row[col] = value
