@@ -404,6 +404,12 @@ def _check_migrated(url: str) -> None:
 def test_a_registry_from_before_snaps_is_migrated_sqlite(tmp_path):
     url = f"sqlite:///{tmp_path}/old.sqlite"
     _old_registry(url)
+    # merges that start at once all open it: one migrates (under the write lock), the others find it done
+    code = f"from dc2flow import registry; registry.connect({url!r}).dispose()"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env_with_venv())
+             for _ in range(4)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
     _check_migrated(url)
 
 
