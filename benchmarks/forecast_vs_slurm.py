@@ -168,7 +168,8 @@ def measure(work: Path, sensors: str, model: str | None) -> int:
     from dc2flow.campaign import bundle_members
     from dc2flow.estimate import read_estimates
 
-    members = bundle_members(str(out / "bundles" / "campaign.csv"))
+    # (visit, det_name) per bundle member: instance catalogs, snap 0 only
+    members = {b: [(v, d) for v, _snap, d in ms] for b, ms in bundle_members(str(out / "bundles" / "campaign.csv")).items()}
     estimates = {(r["visit"], r["det_name"]): r for p in (out / "estimates").glob("*.tsv") for r in read_estimates(p)}
     render_s, render_cpu = {}, {}
     for p in (out / "benchmarks" / "render").glob("*/*.tsv"):

@@ -400,7 +400,7 @@ def test_write_plan_round_trip(tmp_path):
     write_plan(path, plan)
     with open(path, newline="") as fh:
         header = next(csv.reader(fh))
-    assert tuple(header) == PLAN_COLUMNS == ("bundle", "visit", "det_name", "mem_mb", "runtime_min", "bundle_mem_mb")
+    assert tuple(header) == PLAN_COLUMNS == ("bundle", "visit", "snap", "det_name", "mem_mb", "runtime_min", "bundle_mem_mb")
     rows = read_plan(path)
     assert rows == plan.rows() and len(rows) == len(jobs)
     for i in range(plan.n_bundles):   # each bundle's requests add up to its planned memory (rounded down per row)

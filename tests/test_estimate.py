@@ -117,7 +117,7 @@ def test_bad_estimates_table_is_named_with_file_and_line(tmp_path):
     from dc2flow.estimate import ESTIMATE_COLUMNS, JOB_COLUMNS, read_estimates
 
     path = tmp_path / "00000001.tsv"
-    good = "\t".join(["1", "R22_S11", "0.5", "3.0"] + ["0"] * (len(ESTIMATE_COLUMNS) - 4))
+    good = "\t".join(["1", "0", "R22_S11", "0.5", "3.0"] + ["0"] * (len(ESTIMATE_COLUMNS) - 5))
     path.write_text("\t".join(ESTIMATE_COLUMNS) + "\n" + good + "\n" + good.replace("0.5", "lots") + "\n")
     with pytest.raises(EstimateError, match=r"00000001.tsv:3: column 'mem_gb' is not a finite number >= 0"):
         read_estimates(path)
@@ -132,8 +132,15 @@ def test_bad_estimates_table_is_named_with_file_and_line(tmp_path):
         read_estimates(path)
     jobs = tmp_path / "jobs.csv"
     jobs.write_text("visit,det_name,mem_gb\n7,R22_S11,1.5\n")
-    assert read_estimates(jobs, JOB_COLUMNS) == [{"visit": 7, "det_name": "R22_S11", "mem_gb": 1.5, "runtime_s": 0.0,
-                                                 **{f: 0.0 for f in ESTIMATE_COLUMNS[4:]}}]
+    assert read_estimates(jobs, JOB_COLUMNS) == [{"visit": 7, "snap": 0, "det_name": "R22_S11", "mem_gb": 1.5,   # no snap: 0
+                                                 "runtime_s": 0.0, **{f: 0.0 for f in ESTIMATE_COLUMNS[5:]}}]
+    jobs.write_text("visit,snap,det_name,mem_gb\n7,1,R22_S11,1.5\n7,1.5,R22_S11,1.5\n")
+    with pytest.raises(EstimateError, match=r"jobs.csv:3: column 'snap' is not an integer >= 0"):
+        read_estimates(jobs, JOB_COLUMNS)
+    jobs.write_text("visit,snap,det_name,mem_gb\n7,1,R22_S11,1.5\n")
+    from dc2flow.packing import read_jobs
+
+    assert read_jobs(jobs)[0].exposure == (7, 1)
 
 
 @pytest.mark.slow

@@ -129,9 +129,9 @@ def test_null_value_is_named(tmp_path):
 SKY = SHARED / "skycat_449053"
 
 
-def _config(snaps="[1]", extra=()):
+def _config(snaps="[1]", extra=(), outdir="out"):
     return ["--config", f"opsim_db={DB}", "visits=[449053]", f"snaps={snaps}", f"sky_catalog={SKY / 'sky_cat_9683.yaml'}",
-            f"sky_catalog_root={SKY}", 'sensors=["R22_S11"]', "outdir=out", *extra]
+            f"sky_catalog_root={SKY}", 'sensors=["R22_S11"]', f"outdir={outdir}", *extra]
 
 
 def _snakemake(workdir, *args, check=True):
@@ -150,56 +150,124 @@ def _snakemake(workdir, *args, check=True):
 
 
 @pytest.mark.slow
-def test_workflow_renders_snap_1_of_opsim_visit_449053(tmp_path):
-    """The issue's command: R22_S11 of OpSim visit 449053, snap 1, objects from imSim's skyCatalog."""
+def test_workflow_renders_both_snaps_of_opsim_visit_449053(tmp_path):
+    """The issue's command with snaps [0, 1]: R22_S11 of OpSim visit 449053, both snaps in one run,
+    objects from imSim's skyCatalog; snap 0 as a run of snap 0 alone makes it, snap 1 as imSim's eimage."""
     import gzip
+    import sqlite3
 
-    from astropy.io import fits
-
-    _snakemake(tmp_path, "--cores", "2", *_config())
-    out = tmp_path / "out"
-    image = out / "00449053" / "eimage_00449053-1-r-R22_S11-det094.fits"
-    truth = out / "00449053" / "centroid_00449053-1-r-R22_S11-det094.txt.gz"
-    assert image.exists() and truth.exists()
-    imsim = fits.getheader(EIMAGE)
-    with fits.open(image, checksum=True) as hdul:
-        h = hdul[0].header
-        assert hdul[0].verify_checksum() == 1
-    assert (h["OBSID"], h["FILTER"], h["SEQNUM"], h["EXPTIME"]) == (449053, "r", imsim["SEQNUM"], 15.0)
-    assert h["MJD"] == pytest.approx(imsim["MJD"], abs=1e-9)  # the middle of snap 1, TAI
-    assert h["MJD-OBS"] == pytest.approx(imsim["MJD-OBS"], abs=1e-9)  # the visit's start, as imSim writes it
-    # the same OpSim visit gives the same sky: the workflow's header WCS against imSim's, 9 x 9 grid
     import galsim
     import numpy as np
+    from astropy.io import fits
 
-    ours, theirs = galsim.GSFitsWCS(header=dict(h)), galsim.GSFitsWCS(header=dict(imsim))
+    # the registry's targets: every stage but the mosaics and the resource figure (tests/test_workflow.py)
+    _snakemake(tmp_path, "--cores", "2", "out/registry/visits/00449053.tsv", "out/registry/visits/00449053-1.tsv",
+               *_config("[0,1]"))
+    out = tmp_path / "out"
+    image, truth = ({s: out / "00449053" / f"{kind}_00449053-{s}-r-R22_S11-det094.{ext}" for s in (0, 1)}
+                    for kind, ext in (("eimage", "fits"), ("centroid", "txt.gz")))
+    assert all(p.exists() for p in (*image.values(), *truth.values()))
+    assert sorted(p.name for p in (out / "00449053").iterdir()) == sorted(p.name for p in (*image.values(), *truth.values()))
+    imsim = fits.getheader(EIMAGE)
+    headers, pixels = {}, {}
+    for s in (0, 1):
+        with fits.open(image[s], checksum=True) as hdul:
+            headers[s], pixels[s] = hdul[0].header, hdul[0].data.copy()
+            assert hdul[0].verify_checksum() == 1
+    h = headers[1]
+    assert (h["OBSID"], h["FILTER"], h["SEQNUM"], h["EXPTIME"], h["SNAP"]) == (449053, "r", imsim["SEQNUM"], 15.0, 1)
+    assert h["MJD"] == pytest.approx(imsim["MJD"], abs=1e-9)  # the middle of snap 1, TAI
+    assert h["MJD-OBS"] == pytest.approx(imsim["MJD-OBS"], abs=1e-9)  # the visit's start, as imSim writes it
+    # snap 0: 17 s earlier (15 s exposure, 2 s readout), the sequence number before, its own WCS
+    h0 = headers[0]
+    assert (h0["SNAP"], h0["SEQNUM"], h0["MJD-OBS"]) == (0, h["SEQNUM"] - 1, h["MJD-OBS"])
+    assert (h["MJD"] - h0["MJD"]) * 86400 == pytest.approx(17.0, abs=1e-3)
+    assert (h0["CRVAL1"], h0["CRVAL2"], h0["CD1_1"]) != (h["CRVAL1"], h["CRVAL2"], h["CD1_1"])
+    # the same OpSim visit gives the same sky: the workflow's header WCS of snap 1 against imSim's, 9 x 9 grid
     gx, gy = (a.ravel() for a in np.meshgrid(np.linspace(0, 4095, 9), np.linspace(0, 4003, 9)))
+    ours, theirs = galsim.GSFitsWCS(header=dict(h)), galsim.GSFitsWCS(header=dict(imsim))
     x, y = ours.radecToxy(*theirs.xyToradec(gx, gy, units="rad"), units="rad")
     assert np.hypot(x - gx, y - gy).max() < 0.05
+    # snap 0's WCS differs from snap 1's by the sky's motion over 17 s: a pixel or two
+    x0, y0 = galsim.GSFitsWCS(header=dict(h0)).radecToxy(*ours.xyToradec(gx, gy, units="rad"), units="rad")
+    assert 0.1 < np.hypot(x0 - gx, y0 - gy).max() < 5.0   # 2.3 px at the corners, measured
+    # independent noise: other seeds, and pixels that differ by about the noise (sky ~400 e-)
+    assert h0["SEED"] != h["SEED"]
+    diff = pixels[1].astype(np.float64) - pixels[0]
+    assert np.median(np.abs(diff)) > 10 and abs(np.median(diff)) < 2
     row = _row(449053)
     assert (h["SKYBRT"], h["M5OPSIM"], h["FWHMGEOM"]) == pytest.approx(
         (row["skyBrightness"], row["fiveSigmaDepth"], row["seeingFwhmGeom"]))
     assert [h[f"CATFIL{i}"] for i in range(3)] == ["small_opsim_9683.db", "sky_cat_9683.yaml",
                                                    "pointsource_9683_449053_det94.parquet"]
-    with gzip.open(truth, "rt") as fh:
+    with gzip.open(truth[1], "rt") as fh:
         n_truth = sum(1 for _ in fh) - 1
     assert n_truth == h["NOBJECTS"] > 150  # 216 of the 683 stars fall on R22_S11 by imSim's WCS
-    sources = json.loads((out / "catalog" / "00449053" / "sources.json").read_text())
-    assert sources["snap"] == 1 and sources["skips"].startswith("683 stars and 0 galaxies")
-    visit = Visit.read_json(out / "catalog" / "00449053" / "visit.json")
-    assert visit == opsim.read_visit(DB, 449053, 1)
-    summary = (out / "validation" / "00449053" / "summary.tsv").read_text().splitlines()
-    assert len(summary) == 2 and "\tok\t" in summary[1]
-    assert (out / "registry" / "records" / "00449053" / "r-R22_S11-det094.json").exists()
+    # the stage files of each exposure under its key: 00449053 (snap 0), 00449053-1 (snap 1)
+    for s, key in ((0, "00449053"), (1, "00449053-1")):
+        sources = json.loads((out / "catalog" / key / "sources.json").read_text())
+        assert sources["snap"] == s and sources["skips"].startswith("683 stars and 0 galaxies")
+        assert Visit.read_json(out / "catalog" / key / "visit.json") == opsim.read_visit(DB, 449053, s)
+        summary = (out / "validation" / key / "summary.tsv").read_text().splitlines()
+        assert len(summary) == 2 and summary[1].startswith(f"449053\t{s}\tR22_S11\t") and "\tok\t" in summary[1]
+        assert (out / "registry" / "records" / key / "r-R22_S11-det094.json").exists()
+        assert (out / "partitions" / key / "index.tsv").exists() and (out / "estimates" / f"{key}.tsv").exists()
+    plan = (out / "bundles" / "campaign.csv").read_text().splitlines()
+    assert plan[0].startswith("bundle,visit,snap,det_name") and sorted(r.split(",")[2] for r in plan[1:]) == ["0", "1"]
+    con = sqlite3.connect(out / "registry.sqlite")
+    rows = con.execute("select visit, snap, det_name, path, seed from images order by snap").fetchall()
+    con.close()
+    assert [r[:4] for r in rows] == [(449053, s, "R22_S11", f"00449053/{image[s].name}") for s in (0, 1)]
+    assert [r[4] for r in rows] == [h0["SEED"], h["SEED"]]
+    # snap 0 of this run is snap 0 of a run of snap 0 alone, pixel for pixel
+    _snakemake(tmp_path, "--cores", "2", f"alone/00449053/{image[0].name}", *_config("[0]", outdir="alone"))
+    alone = fits.getdata(tmp_path / "alone" / "00449053" / image[0].name)
+    assert alone.tobytes() == pixels[0].tobytes()
+    assert fits.getheader(tmp_path / "alone" / "00449053" / image[0].name)["SEED"] == h0["SEED"]
+
+
+def test_dry_run_lists_the_jobs_of_both_snaps(tmp_path):
+    import re
+
+    proc = _snakemake(tmp_path, "-n", "-p", *_config("[0,1]"))
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert {r: counts.get(r) for r in ("opsim_visit", "partition_visit", "estimate_visit", "render_sensor",
+                                       "render_sensor_snap1", "validate_visit", "mosaic_visit", "register_visit",
+                                       "bundle_campaign")} == {
+        "opsim_visit": "2", "partition_visit": "2", "estimate_visit": "2", "render_sensor": "1",
+        "render_sensor_snap1": "1", "validate_visit": "2", "mosaic_visit": "2", "register_visit": "2",
+        "bundle_campaign": "1"}
+    for path in ("out/catalog/00449053/visit.json", "out/catalog/00449053-1/visit.json",
+                 "out/partitions/00449053-1/index.tsv", "out/estimates/00449053-1.tsv",
+                 "out/00449053/eimage_00449053-0-r-R22_S11-det094.fits", "out/00449053/eimage_00449053-1-r-R22_S11-det094.fits",
+                 "out/validation/00449053-1/summary.tsv", "out/registry/visits/00449053-1.tsv"):
+        assert path in proc.stdout, path
+    assert re.search(r"opsim-visit \S+ --visit 449053 --snap 1 .*out/catalog/00449053-1/visit\.json", proc.stdout)
+    assert re.search(r"opsim-visit \S+ --visit 449053 --snap 0 .*out/catalog/00449053/visit\.json", proc.stdout)
+    assert "--visits 00449053,00449053-1 " in proc.stdout   # the bundle step reads both exposures' estimates
+    assert not re.search(r"00449053-0(?![-\d])", proc.stdout)   # snap 0 keeps the plain 8-digit key (images: -0-)
 
 
 @pytest.mark.parametrize("snaps, message", [
-    ("[0,1]", "a run renders one snap of its visits"),
-    ("[2]", "snap 2 of visit 449053 does not exist"),
+    ("[0,2]", "snap 2 of visit 449053 does not exist"),
+    ("[0,0]", "snaps"),
 ])
-def test_workflow_refuses_two_snaps_and_a_missing_snap(tmp_path, snaps, message):
+def test_workflow_refuses_a_missing_or_repeated_snap(tmp_path, snaps, message):
     proc = _snakemake(tmp_path, "-n", *_config(snaps), check=False)
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+
+
+def test_each_snap_has_its_own_noise_and_photons_but_the_same_knots():
+    from dc2flow.io import derive_seed
+    from dc2flow.render import object_seed, sensor_seed
+
+    v0, v1 = opsim.read_visit(DB, 449053, 0), opsim.read_visit(DB, 449053, 1)
+    assert v0.seed == v1.seed == 449053                               # imSim's seed: the visit, every snap
+    assert sensor_seed(v0, 94) == derive_seed("sensor", 449053, 449053, 94)   # snap 0: the seeds of before
+    assert object_seed(v0, 5, "photons") == derive_seed("photons", 449053, 449053, 5)
+    assert sensor_seed(v1, 94) != sensor_seed(v0, 94) and sensor_seed(v1, 94) != sensor_seed(v1, 93)
+    assert object_seed(v1, 5, "photons") != object_seed(v0, 5, "photons")
+    assert object_seed(v1, 5, "knots") == object_seed(v0, 5, "knots")  # the same galaxy in both snaps
 
 
 # --- the CLI verb and the campaign's visit list --------------------------------------------------
@@ -243,10 +311,14 @@ def test_config_visits_from_opsim():
     from dc2flow import campaign
 
     entries = campaign.config_visits(_cfg(opsim_db=str(DB), visits=["449053", 449027], snaps=["1"]))
-    assert list(entries) == [449027, 449053]
-    e = entries[449053]
-    assert (e.band, e.snap, e.kind, e.catalog) == ("r", 1, "opsim", str(DB))
+    assert list(entries) == [(449027, 1), (449053, 1)]
+    e = entries[campaign.Exposure(449053, 1)]
+    assert (e.band, e.snap, e.kind, e.catalog, e.key) == ("r", 1, "opsim", str(DB), "00449053-1")
     assert campaign.image_name(449053, e.band, "R22_S11", e.snap) == "eimage_00449053-1-r-R22_S11-det094.fits"
+    both = campaign.config_visits(_cfg(opsim_db=str(DB), visits=[449053], snaps=[1, 0]))
+    assert [e.key for e in both.values()] == ["00449053", "00449053-1"] and list(both) == [(449053, 0), (449053, 1)]
+    with pytest.raises(CatalogError, match="snap 2 of visit 449053 does not exist"):   # numExposures 2
+        campaign.config_visits(_cfg(opsim_db=str(DB), visits=[449053], snaps=[0, 2]))
 
 
 def test_visit_regex_splits_the_two_rules(tiny_catalog):
@@ -260,16 +332,25 @@ def test_visit_regex_splits_the_two_rules(tiny_catalog):
         path = f"out/catalog/{visit:08d}/visit.json"
         assert bool(re.fullmatch(rf"out/catalog/({inst})/visit\.json", path)) == (kind == "instcat")
         assert bool(re.fullmatch(rf"out/catalog/({ops})/visit\.json", path)) == (kind == "opsim")
-    only = campaign.config_visits(_cfg(opsim_db=str(DB), visits=[449053]))
-    assert campaign.visit_regex(only, "opsim") == r"\d{8}"
-    assert not re.fullmatch(campaign.visit_regex(only, "instcat"), "00449053")
+    only = campaign.config_visits(_cfg(opsim_db=str(DB), visits=[449053], snaps=[0, 1]))
+    assert campaign.visit_regex(only, "opsim") == campaign.EXPOSURE_KEY_REGEX
+    assert not any(re.fullmatch(campaign.visit_regex(only, "instcat"), k) for k in ("00449053", "00449053-1"))
+    # mixed: the lookahead excludes the other kind's keys, and 00449053 does not exclude 00449053-1
+    mixed = {campaign.Exposure(449053, 0): campaign.VisitEntry(449053, "r", "a.txt"),
+             campaign.Exposure(449053, 1): campaign.VisitEntry(449053, "r", "db", 1, "opsim")}
+    inst, ops = campaign.visit_regex(mixed, "instcat"), campaign.visit_regex(mixed, "opsim")
+    for key, kind in (("00449053", "instcat"), ("00449053-1", "opsim")):
+        path = f"out/catalog/{key}/visit.json"
+        assert bool(re.fullmatch(rf"out/catalog/({inst})/visit\.json", path)) == (kind == "instcat")
+        assert bool(re.fullmatch(rf"out/catalog/({ops})/visit\.json", path)) == (kind == "opsim")
 
 
 @pytest.mark.parametrize("cfg, key, message", [
     (dict(visits=[449053]), "visits", "OpSim visits need opsim_db"),
     (dict(opsim_db=str(DB)), "opsim_db", "given without visits"),
     (dict(sky_catalog="x.yaml"), "sky_catalog", "set opsim_db and visits too"),
-    (dict(opsim_db=str(DB), visits=[449053], snaps=[0, 1]), "snaps", "one snap of its visits"),
+    (dict(opsim_db=str(DB), visits=[449053], snaps=[1, 1]), "snaps", "distinct integers"),
+    (dict(catalogs=["a.txt"], opsim_db=str(DB), visits=[449053], snaps=[0, 1]), "snaps", "instance catalogs are snap 0"),
     (dict(catalogs=["a.txt"], snaps=[1]), "snaps", "instance catalogs are snap 0"),
     (dict(opsim_db=str(DB), visits=[449053, 449053]), "visits", "listed twice"),
 ])

@@ -185,7 +185,7 @@ def test_visit_failed_before_rendering_has_a_row(out, tmp_path):
 
 def test_status_watch_stops_when_the_campaign_is_finished(out):
     proc = dc2flow("status", str(out), "--watch", "0.1")
-    assert proc.returncode == 0 and proc.stdout.count("visit  expected") == 1 and "2/2 100.0%" in proc.stdout
+    assert proc.returncode == 0 and proc.stdout.count("visit  snap  expected") == 1 and "2/2 100.0%" in proc.stdout
 
 
 def test_validation_figures_fill_the_columns_and_queries_answer(out, tmp_path):
@@ -211,7 +211,7 @@ def test_validation_figures_fill_the_columns_and_queries_answer(out, tmp_path):
     assert row["runtime_s"] is None and row["max_rss_mb"] is None     # no benchmark record: NULL
 
     cols, found = registry.query(url, "failed_validation")
-    assert [r[:2] for r in found] == [(1001, "R22_S11")]
+    assert cols[:3] == ["visit", "snap", "det_name"] and [r[:3] for r in found] == [(1001, 0, "R22_S11")]
     _, found = registry.query(url, "config_hash", row["config_hash"])
     assert len(found) == 2
     _, found = registry.query(url, "config_hash", "0000000000000000")
@@ -274,10 +274,27 @@ def test_status_reads_every_shard_plan_and_workdir(tmp_path):
         (out / "bundles" / shard / "campaign.csv").write_text("bundle,visit,det_name,mem_mb,runtime_min,bundle_mem_mb\n"
                                                                  f"b0000,{visit},R22_S11,1024,1,1024\n")
     expected, bundles, source = files_status.expected_sensors(str(out))
-    assert expected == {7: ["R22_S11"], 8: ["R22_S11"]} and source == "2 bundle plans"
-    assert bundles == {(7, "R22_S11"): "shard-0000/b0000", (8, "R22_S11"): "shard-0001/b0000"}
+    assert expected == {(7, 0): ["R22_S11"], (8, 0): ["R22_S11"]} and source == "2 bundle plans"   # (visit, snap)
+    assert bundles == {((7, 0), "R22_S11"): "shard-0000/b0000", ((8, 0), "R22_S11"): "shard-0001/b0000"}
     status = files_status.campaign_status(str(out), [tmp_path / "w1", tmp_path / "w2"])
     assert status["workdir"] == f"{tmp_path / 'w1'},{tmp_path / 'w2'}"
+
+
+def test_status_keeps_the_snaps_of_a_visit_apart(tmp_path):
+    out = tmp_path / "out"
+    (out / "bundles").mkdir(parents=True)
+    (out / "bundles" / "campaign.csv").write_text("bundle,visit,snap,det_name,mem_mb,runtime_min,bundle_mem_mb\n"
+                                                  "b0000,449053,0,R22_S11,1024,1,2048\nb0000,449053,1,R22_S11,1024,1,2048\n")
+    (out / "00449053").mkdir()
+    (out / "00449053" / "eimage_00449053-0-r-R22_S11-det094.fits").write_bytes(b"")   # snap 0 done
+    (out / "failures" / "render").mkdir(parents=True)
+    (out / "failures" / "render" / "00449053-1_r_R22_S11_094.json").write_text("{}")   # snap 1 failed
+    (out / "logs" / "catalog").mkdir(parents=True)
+    (out / "logs" / "catalog" / "00449053-2.log").write_text("killed\n")   # a third snap that never got far
+    status = files_status.campaign_status(out, tmp_path)
+    got = [(v["visit"], v["snap"], v["done"], v["failed"], v["stage"]) for v in status["visits"]]
+    assert got == [(449053, 0, 1, 0, ""), (449053, 1, 0, 1, ""), (449053, 2, 0, 1, "failed before rendering: catalog")]
+    assert "449053     1" in files_status.format_status(status)
 
 
 def test_progress_bar():
@@ -334,7 +351,86 @@ def test_postgresql_registry_takes_the_same_records(out, postgres_url):
     assert found[0][:2] == ("r", 2)
     registry.add_problem(postgres_url, 1001, "R22_S11", "artifact", "seen on PostgreSQL", ["artifact"], 100)
     _, found = registry.query(postgres_url, "problems")
-    assert found[0][4] == "seen on PostgreSQL"
+    assert found[0][5] == "seen on PostgreSQL" and found[0][2] == 0   # (id, visit, snap, det_name, category, comment)
+
+
+def _old_registry(url: str) -> None:
+    """A registry as made before snaps: images keyed (visit, det_name), no snap anywhere; two rows
+    (R22_S11 of snap 1 and R22_S12 of snap 0, by their image names) and a problem."""
+    from sqlalchemy import Column, MetaData, Table, create_engine
+
+    md = MetaData()
+    Table("images", md, *[Column(c.name, c.type, primary_key=c.name in ("visit", "det_name"), nullable=c.nullable)
+                          for c in registry.IMAGES.columns if c.name != "snap"])
+    Table("problems", md, *[Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+                            for c in registry.PROBLEMS.columns if c.name != "snap"])
+    engine = create_engine(url)
+    md.create_all(engine)
+    base = {c: None for c in registry.IMAGE_COLUMNS if c != "snap"}
+    with engine.begin() as conn:
+        for det, snap, num in (("R22_S11", 1, 94), ("R22_S12", 0, 95)):
+            conn.execute(md.tables["images"].insert(), {**base, "visit": 449053, "det_name": det, "det_num": num,
+                         "band": "r", "path": f"00449053/eimage_00449053-{snap}-r-{det}-det{num:03d}.fits",
+                         "bytes": 1, "sha256": f"{snap}" * 64, "recorded_utc": "2026-01-01T00:00:00Z"})
+        conn.execute(md.tables["problems"].insert(), {"visit": 449053, "det_name": "R22_S11", "category": "artifact",
+                                                      "comment": "old", "created_utc": "2026-01-01T00:00:00Z"})
+    engine.dispose()
+
+
+def _check_migrated(url: str) -> None:
+    from sqlalchemy import inspect
+
+    engine = registry.connect(url)   # migrates
+    try:
+        assert inspect(engine).get_pk_constraint("images")["constrained_columns"] == ["visit", "snap", "det_name"]
+        found = sorted((r["snap"], r["det_name"], r["sha256"][0]) for r in rows(url))
+        assert found == [(0, "R22_S12", "0"), (1, "R22_S11", "1")]            # each row's snap from its image name
+        assert [(p["snap"], p["comment"]) for p in registry.list_problems(engine)] == [(0, "old")]
+        # the same sensor of the other snap is a row of its own now
+        template = {c: None for c in registry.IMAGE_COLUMNS}
+        new = {**template, "visit": 449053, "snap": 0, "det_name": "R22_S11", "det_num": 94, "band": "r",
+               "path": "00449053/eimage_00449053-0-r-R22_S11-det094.fits", "bytes": 2, "sha256": "2" * 64,
+               "recorded_utc": "2026-01-02T00:00:00Z"}
+        registry.register_rows([new], url)
+        assert len(rows(url)) == 3
+        registry.add_problem(engine, 449053, "R22_S11", "artifact", "snap 1", ["artifact"], 100, snap=1)
+        assert sorted(p["snap"] for p in registry.list_problems(engine)) == [0, 1]
+    finally:
+        engine.dispose()
+    registry.connect(url).dispose()   # connecting again changes nothing
+    assert len(rows(url)) == 3
+
+
+def test_a_registry_from_before_snaps_is_migrated_sqlite(tmp_path):
+    url = f"sqlite:///{tmp_path}/old.sqlite"
+    _old_registry(url)
+    # merges that start at once all open it: one migrates (under the write lock), the others find it done
+    code = f"from dc2flow import registry; registry.connect({url!r}).dispose()"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env_with_venv())
+             for _ in range(4)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    _check_migrated(url)
+
+
+def test_a_registry_from_before_snaps_is_migrated_postgresql(postgres_url):
+    from sqlalchemy import create_engine
+
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:   # a database of its own on the shared test cluster
+        conn.exec_driver_sql("DROP SCHEMA IF EXISTS before_snaps CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA before_snaps")
+    engine.dispose()
+    url = postgres_url + "?options=-csearch_path%3Dbefore_snaps"
+    _old_registry(url)
+    _check_migrated(url)
+
+
+def test_old_records_take_the_snap_of_their_image_name(tmp_path):
+    record = {"record_version": 1, **{c: None for c in registry.IMAGE_COLUMNS if c != "snap"},
+              "visit": 449053, "det_name": "R22_S11", "path": "00449053/eimage_00449053-1-r-R22_S11-det094.fits"}
+    (tmp_path / "r.json").write_text(json.dumps(record))
+    assert registry.read_record(tmp_path / "r.json")["snap"] == 1
 
 
 def test_concurrent_merges_on_the_driver_host_lose_nothing(out, tmp_path):

@@ -110,6 +110,8 @@ def test_a_visit_from_another_catalog_is_refused(cats, tmp_path):
 
 @pytest.mark.parametrize("text,match", [("scene: {sed_dir: seds}\n", "scene.sed_dir is a relative path"),
                                         ("outdir: x\n", "sets 'outdir'"),
+                                        ("opsim_db: /x.db\nvisits: [1]\n", "sets 'opsim_db': a sharded campaign is of instance"),
+                                        ("snaps: [0, 1]\n", "sets 'snaps' other than \\[0\\]"),
                                         ("render: {noise: maybe}\n", "render.noise")])
 def test_bad_base_config_is_refused(cats, tmp_path, text, match):
     (tmp_path / "base.yaml").write_text(text)

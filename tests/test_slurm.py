@@ -29,17 +29,19 @@ RENDER_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) dc2flow\.
                              re.MULTILINE)
 
 
-def render_interval(out: Path, visit: int, det_name: str) -> tuple[float, float]:
+def render_interval(out: Path, visit: int, snap: int, det_name: str) -> tuple[float, float]:
     """(start, end) of a render in seconds, as the render process logged them (``dc2flow.render``
     logs "started" on entry and its summary after writing the image). Both lie inside the job's
     run, so two logged intervals overlap only if the jobs did. Not file mtimes: Snakemake's driver
     touches a group job's outputs, benchmark records included, after the whole group ends."""
-    (log,) = (out / "logs" / "render" / f"{visit:08d}").glob(f"*-{det_name}-det*.log")
+    from dc2flow.campaign import exposure_key
+
+    (log,) = (out / "logs" / "render" / exposure_key(visit, snap)).glob(f"*-{det_name}-det*.log")
     stamps = {kind: datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
               for stamp, kind in RENDER_LOG_LINE.findall(log.read_text())}
     assert set(stamps) == {"started", "{"}, f"{log}: no start and end lines:\n{log.read_text()[-2000:]}"
     start, end = stamps["started"], stamps["{"]
-    (bench,) = (out / "benchmarks" / "render" / f"{visit:08d}").glob(f"*-{det_name}-det*.tsv")
+    (bench,) = (out / "benchmarks" / "render" / exposure_key(visit, snap)).glob(f"*-{det_name}-det*.tsv")
     header, row = bench.read_text().splitlines()[:2]
     wall_s = float(dict(zip(header.split("\t"), row.split("\t")))["s"])  # the whole command's wall time
     assert 0 < end - start <= wall_s + 0.01, (log, start, end, wall_s)
@@ -50,7 +52,7 @@ def test_bundles_run_as_one_slurm_job_each(slurm_cluster, tiny_catalog, tmp_path
     """Two visits x three sensors: per-visit jobs go to Slurm one by one, and every bundle of the
     plan is exactly one Slurm job holding its renders, requesting the planned cores and memory,
     whose renders ran side by side (every two members of a bundle overlapped in time)."""
-    from dc2flow.campaign import bundle_members, render_requests
+    from dc2flow.campaign import bundle_members, exposure_key, render_requests
     from dc2flow.synthetic import make_catalog
 
     other = make_catalog(outdir=tmp_path / "cat2", visit=1002, ra_deg=80.0, dec_deg=-10.0, band="i", seed=1002,
@@ -134,6 +136,7 @@ def test_bundles_run_as_one_slurm_job_each(slurm_cluster, tiny_catalog, tmp_path
         planned = sum(requests[m].mem_mb for m in members[bundle])
         assert (state, int(cpus), int(mem.rstrip("M"))) == ("COMPLETED", len(members[bundle]), planned), bundle
         assert (work / "out" / "bundles" / "done" / f"{bundle}.tsv").exists()
-        for visit, det_name in members[bundle]:                # and wrote its registry records
-            assert list((work / "out" / "registry" / "records" / f"{visit:08d}").glob(f"*-{det_name}-*.json"))
-            assert (work / "out" / "validation" / f"{visit:08d}" / f"{det_name}.json").exists()
+        for visit, snap, det_name in members[bundle]:          # and wrote its registry records
+            key = exposure_key(visit, snap)
+            assert list((work / "out" / "registry" / "records" / key).glob(f"*-{det_name}-*.json"))
+            assert (work / "out" / "validation" / key / f"{det_name}.json").exists()

@@ -128,7 +128,8 @@ def test_summary_table_figure_and_strict(scene, tmp_path):
     recs = summarize_visit(records, table, plot)                   # not strict: no error
     assert [r["det_name"] for r in recs] == [DET, MARKED]
     rows = [line.split("\t") for line in table.read_text().splitlines()]
-    assert rows[1][:5] == ["77", DET, "r", "flagged", "astrometry"] and rows[2][3] == "ok"
+    assert rows[0][:3] == ["visit", "snap", "det_name"]
+    assert rows[1][:6] == ["77", "0", DET, "r", "flagged", "astrometry"] and rows[2][4] == "ok"
     assert Image.open(plot).size[0] > 500
     summarize_visit(records, tmp_path / "again.tsv", tmp_path / "again.png")
     assert (tmp_path / "again.png").read_bytes() == plot.read_bytes()     # no time stamps

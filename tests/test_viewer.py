@@ -104,14 +104,16 @@ def test_problem_reports_are_validated_and_stored(client, tmp_path):
     good = {"token": token, "visit": "1001", "det_name": "R22_S11", "category": "artifact", "comment": "a ghost"}
     assert client.post("/problems", data=good).status_code == 303
     for bad in ({"category": "nonsense"}, {"comment": "x" * 51}, {"visit": "10a"}, {"visit": "123456789"},
-                {"det_name": "R22_S1"}, {"det_name": "../R22"}, {"extra": "1"}):
+                {"det_name": "R22_S1"}, {"det_name": "../R22"}, {"extra": "1"}, {"snap": "-1"}, {"snap": "a"}):
         assert client.post("/problems", data={**good, **bad}).status_code == 400, bad
+    assert client.post("/problems", data={**good, "snap": "1"}).status_code == 404   # no image of snap 1 here
     assert client.post("/problems", data={**good, "token": "forged"}).status_code == 403
     assert client.post("/problems", data=good, headers={"Origin": "http://evil.example"}).status_code == 403
     listing = client.get("/problems")
     assert listing.status_code == 200 and "a ghost" in listing.text
     _, found = registry.query(f"sqlite:///{tmp_path}/reg.sqlite", "problems")
-    assert [(r[1], r[2], r[3], r[4]) for r in found] == [(1001, "R22_S11", "artifact", "a ghost")]
+    assert [(r[1], r[2], r[3], r[4], r[5]) for r in found] == [(1001, 0, "R22_S11", "artifact", "a ghost")]
+    assert client.post("/problems", data={**good, "snap": "0"}).status_code == 303   # the page's own field
 
 
 def test_dns_rebinding_is_refused_by_the_host_check(client, root, tmp_path):
@@ -220,10 +222,10 @@ def test_browser_session(chromium, viewer, tmp_path):
         page.click("#submit-problem")
         page.wait_for_url(re.compile(r"/problems$"))
         row = page.locator("#problems tr").nth(1).inner_text()
-        assert "bad-psf" in row and "PSF looks doubled in the corner" in row and title.split(" · ")[1] in row
+        assert "bad-psf" in row and "PSF looks doubled in the corner" in row and title.split(" · ")[2] in row   # visit · snap · det_name · band
         browser.close()
     _, found = registry.query(db, "problems")
-    assert [(r[1], r[3], r[4]) for r in found] == [(1001, "bad-psf", "PSF looks doubled in the corner")]
+    assert [(r[1], r[2], r[4], r[5]) for r in found] == [(1001, 0, "bad-psf", "PSF looks doubled in the corner")]
 
 
 @pytest.mark.parametrize("host", ["0", "0.0", "00", "0x0", "0.0.0.0", "::", "[::]", "::ffff:0.0.0.0"])

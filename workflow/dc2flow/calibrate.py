@@ -26,7 +26,8 @@ from .errors import ConfigError
 from .estimate import FEATURES, ResourceModel, read_estimates
 from .io import read_benchmark
 
-_RECORD = re.compile(r"(?P<visit>\d{8})[/\\][ugrizy]-(?P<det_name>R\d\d_S\d\d)-det\d{3}\.tsv$")
+# benchmarks/render/{exposure key}/...: 00449053 (snap 0) or 00449053-1 (dc2flow.campaign.exposure_key)
+_RECORD = re.compile(r"(?P<visit>\d{8})(?:-(?P<snap>[1-9]\d*))?[/\\][ugrizy]-(?P<det_name>R\d\d_S\d\d)-det\d{3}\.tsv$")
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,13 @@ def read_records(estimates: list[str], benchmarks: list[str]) -> list[Record]:
     feats = {}
     for path in _expand(estimates, "*.tsv"):
         for row in read_estimates(path):
-            feats[(row["visit"], row["det_name"])] = {k: row[k] for k in FEATURES}
+            feats[(row["visit"], row["snap"], row["det_name"])] = {k: row[k] for k in FEATURES}
     records = []
     for path in _expand(benchmarks, "*.tsv"):
         m = _RECORD.search(path)
         if not m:
             continue
-        key = (int(m["visit"]), m["det_name"])
+        key = (int(m["visit"]), int(m["snap"] or 0), m["det_name"])
         if key not in feats:
             continue
         with open(path) as fh:
@@ -69,7 +70,7 @@ def read_records(estimates: list[str], benchmarks: list[str]) -> list[Record]:
         bench = read_benchmark(path)   # the job's exact peak where it left one (X.peak.json)
         if bench["max_rss_mb"] is None or bench["runtime_s"] is None:
             continue   # "NA": the job ended before Snakemake's first memory sample
-        records.append(Record(key[0], key[1], feats[key], bench["max_rss_mb"] / 1024.0, bench["runtime_s"]))
+        records.append(Record(key[0], key[2], feats[key], bench["max_rss_mb"] / 1024.0, bench["runtime_s"]))
     return sorted(records, key=lambda r: (r.visit, r.det_name))
 
 

@@ -1,21 +1,28 @@
-"""A campaign: the visits named by a configuration and the files the pipeline makes for them.
+"""A campaign: the exposures named by a configuration and the files the pipeline makes for them.
 
-Snakemake's ``common.smk`` asks this module for the visit list (reading only catalog headers, or
+Snakemake's ``common.smk`` asks this module for the exposure list (reading only catalog headers, or
 the visits' rows of an OpSim database) and for the output names, so the names are defined once, here.
 
-Snaps: one run renders one snap of its visits (config ``snaps``, one value; instance catalogs are
-snap 0).  The snap is in every image and truth-table name, as imSim's
-(``eimage_{visit:08d}-{snap}-...``); the stage files under ``catalog/``, ``partitions/``, the
-registry and validation records are keyed by the visit alone, so two snaps of a visit go in two
-runs with two output folders.  Keying the workflow by (visit, snap) would touch the bundle plan,
-the registry key and every per-visit rule: not done yet.
+Exposures: an exposure is one snap of one visit, :class:`Exposure` ``(visit, snap)``.  A run
+renders the snaps of config ``snaps`` (e.g. ``[0, 1]``) of each of its OpSim visits; an instance
+catalog is one snap, snap 0.  Every stage file is keyed by the exposure's :attr:`Exposure.key`
+(:func:`exposure_key`, read back by :func:`parse_exposure`, the one place of that mapping): the
+8-digit visit ``00449053`` for snap 0, so a one-snap run's files are named as they always were,
+and ``00449053-1`` for snap 1 (``catalog/``, ``partitions/``, ``estimates/``, ``validation/``,
+``registry/records/``, ``registry/visits/``, ``logs/``, ``benchmarks/``, ``failures/``).  Images
+and truth tables stay where imSim puts them, in the visit's folder with the snap in the name
+(``{visit:08d}/eimage_{visit:08d}-{snap}-...``).  The bundle plan and the registry carry the snap
+as a column (rows keyed (visit, snap, det_name)); the bundle planner charges the per-visit memory
+overhead per exposure, since each snap builds its own visit state (sky, WCS, PSF, atmosphere).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .packing import PlanRow, read_plan
 from .camera import get_sensor
@@ -23,17 +30,68 @@ from .catalog import read_header
 from .config import resolve_catalogs
 from .errors import ConfigError
 
+EXPOSURE_KEY_REGEX = r"\d{8}(?:-[1-9]\d*)?"
+"""An exposure key: 8 digits (snap 0), or 8 digits, ``-`` and the snap without leading zeros."""
+_KEY_RE = re.compile(r"(\d{8})(?:-([1-9]\d*))?")
+
+
+class Exposure(NamedTuple):
+    """One snap of one visit: what one set of stage files describes (sorted by visit, then snap)."""
+
+    visit: int
+    snap: int = 0
+
+    @property
+    def key(self) -> str:
+        """The stage files' name for it (:func:`exposure_key`)."""
+        return exposure_key(self.visit, self.snap)
+
+
+def exposure_key(visit: int, snap: int = 0) -> str:
+    """``{visit:08d}`` for snap 0, ``{visit:08d}-{snap}`` for snap >= 1 (e.g. ``00449053-1``).
+
+    Raises:
+        ConfigError: the visit is not 0 .. 99999999 or the snap is negative.
+    """
+    visit, snap = int(visit), int(snap)
+    if not 0 <= visit < 10**8 or snap < 0:
+        raise ConfigError("exposure", (visit, snap), "is not a visit of at most 8 digits and a snap >= 0",
+                          "visit 0..99999999, snap 0, 1, ...")
+    return f"{visit:08d}" if snap == 0 else f"{visit:08d}-{snap}"
+
+
+def parse_exposure(key: str) -> Exposure:
+    """The :class:`Exposure` of a stage-file key (:func:`exposure_key`'s inverse).
+
+    Raises:
+        ConfigError: ``key`` is not ``{visit:08d}`` or ``{visit:08d}-{snap}`` with snap >= 1 and no
+            leading zero (``00449053-0`` is not a key: snap 0 is ``00449053``).
+    """
+    m = _KEY_RE.fullmatch(str(key))
+    if not m:
+        raise ConfigError("exposure", key, "is not an exposure key",
+                          "{visit:08d} for snap 0, {visit:08d}-{snap} for snap >= 1 (e.g. 00449053, 00449053-1)")
+    return Exposure(int(m.group(1)), int(m.group(2) or 0))
+
 
 @dataclass(frozen=True)
 class VisitEntry:
-    """One visit of a campaign: its number, band and catalog file (an instance catalog, or the
-    OpSim database when ``kind`` is ``"opsim"``), and the snap rendered."""
+    """One exposure of a campaign: its visit number, band and catalog file (an instance catalog,
+    or the OpSim database when ``kind`` is ``"opsim"``), and the snap rendered."""
 
     visit: int
     band: str
     catalog: str
     snap: int = 0
     kind: str = "instcat"
+
+    @property
+    def exposure(self) -> Exposure:
+        return Exposure(self.visit, self.snap)
+
+    @property
+    def key(self) -> str:
+        return exposure_key(self.visit, self.snap)
 
 
 def visits(catalog_patterns: list[str]) -> dict[int, VisitEntry]:
@@ -53,51 +111,61 @@ def visits(catalog_patterns: list[str]) -> dict[int, VisitEntry]:
     return dict(sorted(out.items()))
 
 
-def opsim_visits(opsim_db: str, visit_ids: list[int], snap: int = 0) -> dict[int, VisitEntry]:
-    """visit -> :class:`VisitEntry` for OpSim visits (each visit's row is read: band, snaps).
+def opsim_visits(opsim_db: str, visit_ids: list[int], snaps: list[int] | tuple[int, ...] = (0,)
+                 ) -> dict[Exposure, VisitEntry]:
+    """:class:`Exposure` -> :class:`VisitEntry` for every snap of ``snaps`` of each OpSim visit (each
+    visit's row is read: band, numExposures).
 
     Raises:
         ConfigError: a visit is listed twice.
-        CatalogError: the database is missing or malformed, a visit is not in it, or it has no such snap.
+        CatalogError: the database is missing or malformed, a visit is not in it, or it has no such
+            snap (a snap >= its numExposures).
     """
     from .opsim import read_visit
 
-    out: dict[int, VisitEntry] = {}
+    out: dict[Exposure, VisitEntry] = {}
+    seen: set[int] = set()
     for v in visit_ids:
-        if int(v) in out:
+        if int(v) in seen:
             raise ConfigError("visits", v, "is listed twice", "each observationId once")
-        visit = read_visit(opsim_db, int(v), snap)
-        out[visit.visit] = VisitEntry(visit.visit, visit.band, str(opsim_db), snap=snap, kind="opsim")
+        seen.add(int(v))
+        for snap in snaps:
+            visit = read_visit(opsim_db, int(v), int(snap))
+            entry = VisitEntry(visit.visit, visit.band, str(opsim_db), snap=visit.snap, kind="opsim")
+            out[entry.exposure] = entry
     return dict(sorted(out.items()))
 
 
-def run_snap(config: dict) -> int:
-    """The one snap a run renders (config ``snaps``).
+def run_snaps(config: dict) -> tuple[int, ...]:
+    """The snaps a run renders of each visit (config ``snaps``), ascending.
 
     Raises:
-        ConfigError: more than one snap, or a snap other than 0 with instance catalogs.
+        ConfigError: no snap, a snap listed twice or not an integer >= 0, or a snap other than 0
+            with instance catalogs (an instance catalog is one snap).
     """
-    snaps = list(config.get("snaps") or [0])
-    if len(snaps) != 1:
-        raise ConfigError("snaps", snaps, "a run renders one snap of its visits (the stage files, bundle plan and "
-                          "registry are keyed by visit): run each snap with its own outdir", "a list of one snap")
-    snap = int(snaps[0])
-    if snap != 0 and config.get("catalogs"):
-        raise ConfigError("snaps", snaps, "instance catalogs are snap 0 (one catalog per snap)",
+    given = list(config.get("snaps") or [0])
+    try:
+        snaps = [int(s) for s in given]
+    except (TypeError, ValueError):
+        raise ConfigError("snaps", given, "a snap is not an integer", "snaps such as [0] or [0, 1]") from None
+    if any(s < 0 for s in snaps) or len(set(snaps)) != len(snaps):
+        raise ConfigError("snaps", given, "snaps are distinct integers >= 0", "snaps such as [0] or [0, 1]")
+    if snaps != [0] and config.get("catalogs"):
+        raise ConfigError("snaps", given, "instance catalogs are snap 0 (one catalog per snap)",
                           "[0] with catalogs, or OpSim visits only")
-    return snap
+    return tuple(sorted(snaps))
 
 
-def config_visits(config: dict) -> dict[int, VisitEntry]:
-    """visit -> :class:`VisitEntry` of a run: its instance catalogs (``catalogs``) and its OpSim visits
-    (``opsim_db`` with ``visits``), snap :func:`run_snap`.
+def config_visits(config: dict) -> dict[Exposure, VisitEntry]:
+    """:class:`Exposure` -> :class:`VisitEntry` of a run, sorted: its instance catalogs (``catalogs``,
+    snap 0) and each snap of :func:`run_snaps` of its OpSim visits (``opsim_db`` with ``visits``).
 
     Raises:
         ConfigError: ``visits`` without ``opsim_db`` or the reverse, ``sky_catalog`` without
             ``opsim_db``, a bad ``snaps``, or a visit number given by a catalog and the database.
-        CatalogError: a catalog header or the database is malformed.
+        CatalogError: a catalog header or the database is malformed, or a visit has no such snap.
     """
-    snap = run_snap(config)
+    snaps = run_snaps(config)
     db, ids = config.get("opsim_db"), [int(v) for v in config.get("visits") or []]
     if ids and not db:
         raise ConfigError("visits", ids, "OpSim visits need opsim_db, the OpSim database", "opsim_db: path/to/opsim.db")
@@ -106,27 +174,29 @@ def config_visits(config: dict) -> dict[int, VisitEntry]:
     if config.get("sky_catalog") and not db:
         raise ConfigError("sky_catalog", config["sky_catalog"], "gives the objects of OpSim visits: set opsim_db "
                           "and visits too", "opsim_db and visits")
-    out = visits(config.get("catalogs") or [])
+    out = {Exposure(v, 0): entry for v, entry in visits(config.get("catalogs") or []).items()}
     if db:
-        for v, entry in opsim_visits(db, ids, snap).items():
-            if v in out:
-                raise ConfigError("visits", v, f"is also the visit of the instance catalog {out[v].catalog}",
-                                  "each visit once")
-            out[v] = entry
+        for exposure, entry in opsim_visits(db, ids, snaps).items():
+            if Exposure(exposure.visit, 0) in out and out[Exposure(exposure.visit, 0)].kind == "instcat":
+                raise ConfigError("visits", exposure.visit, "is also the visit of the instance catalog "
+                                  f"{out[Exposure(exposure.visit, 0)].catalog}", "each visit once")
+            out[exposure] = entry
     return dict(sorted(out.items()))
 
 
-def visit_regex(visits: dict[int, VisitEntry], kind: str) -> str:
-    """A wildcard constraint for ``{visit}`` (8 digits) matching the visits of ``kind`` only, so that
-    the catalog rule and the OpSim rule never both claim a visit: any 8 digits when every visit is
-    of that kind, none when none is, else the others excluded by a lookahead."""
-    mine = [v for v, e in visits.items() if e.kind == kind]
-    others = [v for v, e in visits.items() if e.kind != kind]
+def visit_regex(visits: dict[Exposure, VisitEntry], kind: str) -> str:
+    """A wildcard constraint for ``{visit}``, an exposure key (:data:`EXPOSURE_KEY_REGEX`), matching
+    the exposures of ``kind`` only, so that the catalog rule and the OpSim rule never both claim
+    one: any key when every exposure is of that kind, none when none is, else the others excluded
+    by a lookahead (a key followed by neither a digit nor ``-``: ``00449053`` excludes
+    ``00449053/`` but not ``00449053-1/``)."""
+    mine = [e.key for e in visits.values() if e.kind == kind]
+    others = [e.key for e in visits.values() if e.kind != kind]
     if not others:
-        return r"\d{8}"
+        return EXPOSURE_KEY_REGEX
     if not mine:
-        return r"(?!)\d{8}"
-    return r"(?!(?:" + "|".join(visit_dir(v) for v in others) + r")(?!\d))\d{8}"
+        return r"(?!)" + EXPOSURE_KEY_REGEX
+    return r"(?!(?:" + "|".join(others) + r")(?![\d-]))" + EXPOSURE_KEY_REGEX
 
 
 def visit_dir(visit: int) -> str:
@@ -154,8 +224,8 @@ class PlanLookup:
     """A bundle plan as the workflow asks it, built once per plan file (see :func:`plan_lookup`).
 
     Parameters:
-        requests:  (visit, det_name) -> the sensor's :class:`PlanRow`.
-        members:   bundle -> [(visit, det_name), ...] in plan order.
+        requests:  (visit, snap, det_name) -> the sensor's :class:`PlanRow`.
+        members:   bundle -> [(visit, snap, det_name), ...] in plan order.
     """
 
     requests: dict
@@ -177,18 +247,19 @@ def plan_lookup(plan_csv: str | os.PathLike) -> PlanLookup:
 def _plan_lookup(plan_csv: str, _mtime_ns: int, _size: int) -> PlanLookup:
     requests, members = {}, {}
     for row in read_plan(plan_csv):
-        requests[(row.visit, row.det_name)] = row
-        members.setdefault(row.bundle, []).append((row.visit, row.det_name))
+        key = (row.visit, row.snap, row.det_name)
+        requests[key] = row
+        members.setdefault(row.bundle, []).append(key)
     return PlanLookup(requests, members)
 
 
-def render_requests(plan_csv: str | os.PathLike) -> dict[tuple[int, str], PlanRow]:
-    """(visit, det_name) -> :class:`PlanRow` for every sensor of a bundle plan (cached, see :func:`plan_lookup`)."""
+def render_requests(plan_csv: str | os.PathLike) -> dict[tuple[int, int, str], PlanRow]:
+    """(visit, snap, det_name) -> :class:`PlanRow` for every sensor of a bundle plan (cached, see :func:`plan_lookup`)."""
     return plan_lookup(plan_csv).requests
 
 
-def bundle_members(plan_csv: str | os.PathLike) -> dict[str, list[tuple[int, str]]]:
-    """bundle -> [(visit, det_name), ...] in plan order (cached, see :func:`plan_lookup`)."""
+def bundle_members(plan_csv: str | os.PathLike) -> dict[str, list[tuple[int, int, str]]]:
+    """bundle -> [(visit, snap, det_name), ...] in plan order (cached, see :func:`plan_lookup`)."""
     return plan_lookup(plan_csv).members
 
 

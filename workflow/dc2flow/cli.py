@@ -172,12 +172,14 @@ def _cmd_bundle(args) -> None:
     node = Node(memory_gb=args.node_memory_gb, cores=args.node_cores, visit_overhead_gb=args.visit_overhead_gb,
                 time_limit_s=args.time_limit_s)
     jobs = list(args.jobs)
-    if args.estimates_dir:  # one table per visit of --visits (no path list on the command line)
+    if args.estimates_dir:  # one table per exposure of --visits (no path list on the command line)
         import os
 
-        from .campaign import visit_dir
+        from .campaign import parse_exposure
 
-        jobs += [os.path.join(args.estimates_dir, f"{visit_dir(int(v))}.tsv") for v in args.visits.split(",") if v]
+        # exposure keys (00449053, 00449053-1); a bare visit number is its snap 0
+        keys = [parse_exposure(v.zfill(8) if v.isdigit() else v).key for v in args.visits.split(",") if v]
+        jobs += [os.path.join(args.estimates_dir, f"{key}.tsv") for key in keys]
     if not jobs:
         from .errors import ConfigError
 
@@ -280,14 +282,15 @@ def _cmd_plot_resources(args) -> None:
         import glob
         import os
 
-        from .campaign import bundle_members, visit_dir
+        from .campaign import bundle_members, exposure_key
 
-        visits = sorted({v for members in bundle_members(args.plan).values() for v, _ in members})
+        keys = [exposure_key(v, s) for v, s in sorted({(v, s) for members in bundle_members(args.plan).values()
+                                                        for v, s, _ in members})]
         if args.estimates_dir:
-            estimates += [os.path.join(args.estimates_dir, f"{visit_dir(v)}.tsv") for v in visits]
+            estimates += [os.path.join(args.estimates_dir, f"{key}.tsv") for key in keys]
         if args.benchmarks_dir:
-            for v in visits:
-                benchmarks += sorted(glob.glob(os.path.join(glob.escape(args.benchmarks_dir), visit_dir(v), "*.tsv")))
+            for key in keys:
+                benchmarks += sorted(glob.glob(os.path.join(glob.escape(args.benchmarks_dir), key, "*.tsv")))
     plot_resources(args.campaign, estimates, benchmarks, args.out)
 
 
@@ -531,12 +534,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Reads jobs (CSV or TSV with columns visit,det_name,mem_gb and optionally "
                                    "runtime_s; estimates tables read as they are), packs them into bundles "
                                    "(one node each) minimising the number of nodes, and writes the plan as CSV "
-                                   "with columns bundle,visit,det_name,mem_mb,runtime_min,bundle_mem_mb (each "
+                                   "with columns bundle,visit,snap,det_name,mem_mb,runtime_min,bundle_mem_mb (each "
                                    "render job's requests; mem_mb carries the visit overhead on the first sensor "
-                                   "of each visit in a bundle). A summary goes to stdout.")
+                                   "of each exposure (visit, snap) in a bundle). A summary goes to stdout.")
     s.add_argument("jobs", nargs="*", help="IN.csv (or several, e.g. every estimates/{visit}.tsv)")
     s.add_argument("--estimates-dir", help="instead of listing them: the estimates/ folder, with --visits")
-    s.add_argument("--visits", default="", help="comma-separated visit numbers (with --estimates-dir)")
+    s.add_argument("--visits", default="", help="comma-separated exposure keys, 00449053 for snap 0 and 00449053-1 "
+                   "for snap 1, or visit numbers (snap 0) (with --estimates-dir)")
     s.add_argument("--node-memory-gb", type=float, default=D["bundle"]["node_memory_gb"],
                    help="memory of one node (GB) [default: bundle.node_memory_gb]")
     s.add_argument("--node-cores", type=int, default=D["bundle"]["node_cores"],
@@ -549,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="[default: bundle.solver]")
     s.add_argument("--solve-time-limit-s", type=float, default=D["bundle"]["solve_time_limit_s"],
                    help="time budget of the solve (s) [default: bundle.solve_time_limit_s]")
-    s.add_argument("--out", required=True, help="output plan CSV (bundle,visit,det_name,mem_mb,runtime_min,bundle_mem_mb)")
+    s.add_argument("--out", required=True, help="output plan CSV (bundle,visit,snap,det_name,mem_mb,runtime_min,bundle_mem_mb)")
     s.add_argument("--summary", help="also write the summary as JSON here")
     s.set_defaults(func=_cmd_bundle)
 
@@ -697,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_record)
 
     s = sub.add_parser("register", help="merge record JSONs into the registry database (one transaction)",
-                       description="Upserts every record into the images table keyed on (visit, det_name): "
+                       description="Upserts every record into the images table keyed on (visit, snap, det_name): "
                                    "rerunning adds no duplicates. Run it on one host only (see README).")
     s.add_argument("records", nargs="*", help="record JSONs from 'dc2flow record'")
     s.add_argument("--sensors", help="comma-separated det_names, with the --*-template options")

@@ -21,11 +21,12 @@ coefficients fitted by :mod:`dc2flow.calibrate` from the ``benchmark:`` records 
 and scaled up so that predictions err high. The model is a small JSON file
 (:data:`DEFAULT_MODEL` ships with the package; ``estimate.model`` in the config points at another).
 
-The per-visit table (``estimates/{visit}.tsv``) has one row per sensor: ``visit, det_name, mem_gb,
+The per-exposure table (``estimates/{visit}.tsv``, ``{visit}`` the exposure key of
+:func:`dc2flow.campaign.exposure_key`) has one row per sensor: ``visit, snap, det_name, mem_gb,
 runtime_s``, the features and ``visit_shared_gb``, tab-separated.  ``visit_shared_gb`` (the same on
-every row of a visit) is memory the visit's renders share on a node: with ``scene.psf_model:
-atmospheric``, the visit's phase screens, which every render memory-maps read-only
-(:mod:`dc2flow.atmpsf`); the bundler adds it to ``bundle.visit_overhead_gb``, once per visit in a
+every row of an exposure) is memory the exposure's renders share on a node: with ``scene.psf_model:
+atmospheric``, its phase screens, which every render memory-maps read-only
+(:mod:`dc2flow.atmpsf`); the bundler adds it to ``bundle.visit_overhead_gb``, once per exposure in a
 bundle, and ``mem_gb`` holds only what each render holds itself.  :func:`read_estimates` is its one reader (the bundler,
 the forecast, calibration and the resource figure all use it); it checks every value.
 """
@@ -48,12 +49,13 @@ from .io import atomic_output
 
 FEATURES = ("image_mpix", "n_objects", "n_knots", "phot_gphotons", "fft_mpix", "max_fft_mpix",
             "max_phot_gphotons")
-ESTIMATE_COLUMNS = ("visit", "det_name", "mem_gb", "runtime_s", *FEATURES, "visit_shared_gb")
-ESTIMATE_REQUIRED = ESTIMATE_COLUMNS[:-1]
-"""The columns an estimates table must have: a table without ``visit_shared_gb`` (written before it
-existed) reads it as 0."""
+ESTIMATE_COLUMNS = ("visit", "snap", "det_name", "mem_gb", "runtime_s", *FEATURES, "visit_shared_gb")
+ESTIMATE_REQUIRED = tuple(c for c in ESTIMATE_COLUMNS if c not in ("snap", "visit_shared_gb"))
+"""The columns an estimates table must have: a table without ``snap`` or ``visit_shared_gb`` (written
+before they existed) reads them as 0."""
 JOB_COLUMNS = ("visit", "det_name", "mem_gb")
-"""The columns a table of sensor jobs needs at least (``runtime_s`` and the features are optional there)."""
+"""The columns a table of sensor jobs needs at least (``snap``, ``runtime_s`` and the features are optional there:
+an absent ``snap`` is 0, as in tables written before the column)."""
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "resource_model.json"
 _PARTITION_COLUMNS = ["flux", "stamp_radius_px", "obj_type"]
 
@@ -203,7 +205,7 @@ def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceMode
                    fft_flux_threshold: float, job_overhead_gb: float = 0.0,
                    min_mem_gb: float = 0.0, scene: dict | None = None,
                    cam: camera.Camera | None = None) -> list[dict]:
-    """One row per sensor: visit, det_name, mem_gb, runtime_s and the features.
+    """One row per sensor: visit, snap, det_name, mem_gb, runtime_s and the features.
 
     Each sensor's size (``image_mpix``) is its size in ``cam``, the run's camera (config
     ``camera.description`` through :func:`dc2flow.camera.camera_for`) [default: None, LSSTCam].
@@ -235,7 +237,7 @@ def estimate_visit(visit: Visit, partitions: dict[str, str], model: ResourceMode
         feats = sensor_features(table, det_name, fft_flux_threshold, cam)
         mem, run = model.predict({k: [v] for k, v in feats.items()})
         floor = fft_floor_gb(table, psf, fft_flux_threshold) if psf is not None else 0.0
-        rows.append({"visit": visit.visit, "det_name": det_name,
+        rows.append({"visit": visit.visit, "snap": visit.snap, "det_name": det_name,
                      "mem_gb": max(float(mem[0]), min_mem_gb, floor) + atmosphere_gb + job_overhead_gb,
                      "runtime_s": float(run[0]), **feats, "visit_shared_gb": shared_gb})
     return rows
@@ -257,12 +259,13 @@ def read_estimates(path: str | os.PathLike, required: tuple[str, ...] = ESTIMATE
 
     Parameters:
         path:      the file.
-        required:  the columns it must have [default: :data:`ESTIMATE_REQUIRED`, all but
-                   ``visit_shared_gb``]; a job table needs only :data:`JOB_COLUMNS` (a missing
+        required:  the columns it must have [default: :data:`ESTIMATE_REQUIRED`, all but ``snap``
+                   and ``visit_shared_gb``]; a job table needs only :data:`JOB_COLUMNS` (a missing
                    ``runtime_s``, feature or ``visit_shared_gb`` then reads as 0).
+                   ``snap`` is never required: a table without it (one written before it) is snap 0.
 
     Returns:
-        one dict per row with every column of :data:`ESTIMATE_COLUMNS`: ``visit`` an int,
+        one dict per row with every column of :data:`ESTIMATE_COLUMNS`: ``visit`` and ``snap`` ints,
         ``det_name`` a science sensor's name, the others finite floats >= 0.
 
     Raises:
@@ -271,6 +274,7 @@ def read_estimates(path: str | os.PathLike, required: tuple[str, ...] = ESTIMATE
                        sensor; the message names ``file:line`` and the column.
     """
     path = os.fspath(path)
+    required = tuple(c for c in required if c != "snap")   # tables written before the column: snap 0
     try:
         fh = open(path, newline="")
     except OSError as exc:
@@ -301,15 +305,16 @@ def read_estimates(path: str | os.PathLike, required: tuple[str, ...] = ESTIMATE
                                             text, "fix or delete the line")
                     row[col] = text
                     continue
+                integer = col in ("visit", "snap")
                 if not text and col not in required:
-                    row[col] = 0.0
+                    row[col] = 0 if integer else 0.0
                     continue
                 try:
-                    value = int(text) if col == "visit" else float(text)
+                    value = int(text) if integer else float(text)
                 except ValueError:
                     value = None
                 if value is None or not math.isfinite(value) or value < 0:
-                    what = "an integer >= 0" if col == "visit" else "a finite number >= 0"
+                    what = "an integer >= 0" if integer else "a finite number >= 0"
                     raise EstimateError(f"{path}:{lineno}", f"column '{col}' is not {what}", text,
                                         "fix or delete the line (or rerun dc2flow estimate)")
                 row[col] = value

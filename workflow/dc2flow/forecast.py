@@ -472,7 +472,8 @@ def forecast(catalog_patterns: Sequence[str], sensors: Sequence[str], config: di
     jobs = [Job(r["visit"], r["det_name"], r["mem_gb"], r["runtime_s"]) for s in samples for r in s.rows]
     b = config["bundle"]
     # the node as dc2flow bundle sees it: a visit's shared memory (atmospheric screens) on its overhead
-    node = node_for_jobs(site.node, {r["visit"]: float(r.get("visit_shared_gb", 0.0)) for s in samples for r in s.rows})
+    node = node_for_jobs(site.node, {(r["visit"], r.get("snap", 0)): float(r.get("visit_shared_gb", 0.0))
+                                    for s in samples for r in s.rows})
     plan, summary = plan_bundles(jobs, node, solver=b["solver"], time_limit_s=b["solve_time_limit_s"])
     scale = len(entries) / len(samples)
     n_sensors = len(sensors)

@@ -174,6 +174,8 @@ def mosaic(images: Sequence[str | os.PathLike], out_png: str | os.PathLike, bin_
     # legend and compass in the empty top-left corner (raft R40's place)
     margin = sensor_px / 6
     visit = headers[0].get("OBSID", "?") if headers else "?"
+    if headers and headers[0].get("SNAP"):   # snap 1, 2, ... of the visit (images before the card: snap 0)
+        visit = f"{visit} snap {headers[0]['SNAP']}"
     band = headers[0].get("FILTER", "?") if headers else "?"
     draw.multiline_text((margin, margin), f"visit {visit}  band {band}\n{len(placed)} sensors, bin {bin_factor}\n"
                         f"{stretch} {limits[0]:.0f}..{limits[1]:.0f} e-", fill=(230, 230, 230), font=large)

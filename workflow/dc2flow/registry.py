@@ -1,4 +1,4 @@
-"""The campaign registry: one database row per (visit, det_name) image, and the problems eyeballs report.
+"""The campaign registry: one database row per (visit, snap, det_name) image, and the problems eyeballs report.
 
 Why a database: a campaign of thousands of visits × 189 sensors needs answers such as "which
 sensors failed validation", "which images were made with config hash X" or "how many core-hours
@@ -18,12 +18,19 @@ Concurrency (why records, then one merge):
 - ``register_visit`` adds what the render could not know yet: the render's run time and memory
   (its Snakemake benchmark record, written after the job) and the visit's validation records.
 - ``register_visit`` runs only on the host that drives Snakemake (a ``localrules:`` entry) and
-  merges one visit's records in **one transaction** with upserts keyed on (visit, det_name).
+  merges one exposure's records in **one transaction** with upserts keyed on (visit, snap, det_name).
   One writer host + transactions + SQLite's WAL journal and a busy timeout is safe; readers
   (``dc2flow status``, the viewer) never block it for long.  Re-registering replaces rows, so a
   rerun adds no duplicates.
 - A ``postgresql://`` URL goes through the same SQLAlchemy Core code; PostgreSQL would also take
   direct writes from many nodes, but the record files keep one design for both.
+
+Snaps: a row is one image, and a visit's snaps are images of their own (``eimage_{visit:08d}-{snap}-...``),
+so the key is (visit, snap, det_name).  A database made before the ``snap`` column (key (visit,
+det_name), every row then one run's snap) is migrated when :func:`connect` opens it: in one
+transaction, under a write lock, ``images`` is rebuilt with ``snap`` in its key, each row's snap
+read from its image name (``path``), and ``problems`` gets a ``snap`` column (0).  SQLite and
+PostgreSQL alike; other backends get a :class:`~dc2flow.errors.RegistryError` naming the database.
 
 Checksums: ``datasum`` and ``checksum`` are the FITS ``DATASUM``/``CHECKSUM`` cards the render
 writes (verifiable with ``fitscheck``), and ``sha256`` is the sha256 of the whole file's bytes
@@ -64,7 +71,7 @@ def utc_now() -> str:
 
 # --- the tables (SQLAlchemy Core) -------------------------------------------------------------------
 # Built on first use: a render job writes its record without importing SQLAlchemy (~0.2 s per job).
-IMAGE_COLUMNS = ("visit", "det_name", "det_num", "band", "path", "bytes", "datasum", "checksum", "sha256",
+IMAGE_COLUMNS = ("visit", "snap", "det_name", "det_num", "band", "path", "bytes", "datasum", "checksum", "sha256",
                  "dc2flow_version", "galsim_version", "config_hash", "catalog_sha256", "seed", "catalog_seed",
                  "container_image", "runtime_s", "max_rss_mb", "cpu_time_s", "bundle", "validation_status",
                  "validation_flags", *VALIDATION_FIELDS[2:], "recorded_utc")
@@ -79,6 +86,7 @@ def _tables():
     images = Table(
         "images", md,
         Column("visit", Integer, primary_key=True),
+        Column("snap", Integer, primary_key=True, autoincrement=False),
         Column("det_name", String(7), primary_key=True),
         Column("det_num", Integer, nullable=False),
         Column("band", String(1), nullable=False),
@@ -107,6 +115,7 @@ def _tables():
         "problems", md,
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("visit", Integer, nullable=False),
+        Column("snap", Integer, nullable=False, server_default="0"),
         Column("det_name", String(7), nullable=False),
         Column("category", String(32), nullable=False),
         Column("comment", Text, nullable=False),
@@ -145,6 +154,7 @@ def connect(url: str):
         else:
             engine = create_engine(url)
         _create_tables(engine)
+        _migrate(engine, url)
     except (ArgumentError, OperationalError, ImportError) as exc:
         raise RegistryError(url, f"cannot open the registry database: {str(exc).splitlines()[0]}", None,
                             "give an SQLAlchemy URL such as sqlite:///results/registry.sqlite or "
@@ -161,13 +171,70 @@ def _create_tables(engine) -> None:
             conn.execute(CreateTable(table, if_not_exists=True))
 
 
+def _table_columns(conn, table: str) -> set[str]:
+    from sqlalchemy import inspect
+
+    return {c["name"] for c in inspect(conn).get_columns(table)}
+
+
+def _migrate(engine, url: str) -> None:
+    """Give a registry made before snaps (``images`` keyed (visit, det_name)) the ``snap`` column.
+
+    One look at the columns when the database is current (every connect); else, under a write
+    lock (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``LOCK TABLE``) and in one transaction, so that
+    merges starting at once migrate it once and a failure leaves it as it was: ``images`` is
+    copied into a table of the current schema, each row's snap read from its image name
+    (``path``; 0 when the name has none), the old table dropped and the copy renamed; ``problems``
+    gets ``snap`` 0.
+
+    Raises:
+        RegistryError: the database lacks the column and is neither SQLite nor PostgreSQL.
+    """
+    with engine.connect() as conn:
+        current = "snap" in _table_columns(conn, "images") and "snap" in _table_columns(conn, "problems")
+    if current:
+        return
+    if engine.dialect.name not in ("sqlite", "postgresql"):
+        raise RegistryError(url, "the registry was made before snaps: its images table has no 'snap' column", None,
+                            "migrate it by hand (add snap INTEGER NOT NULL DEFAULT 0 to images and problems, and make "
+                            "images' primary key (visit, snap, det_name)) or register into a new database")
+    from sqlalchemy import MetaData, select
+    from sqlalchemy.schema import CreateTable
+
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")   # the write lock first: the check below is then final
+        else:
+            conn.exec_driver_sql("LOCK TABLE images, problems IN ACCESS EXCLUSIVE MODE")
+        if "snap" not in _table_columns(conn, "problems"):
+            conn.exec_driver_sql("ALTER TABLE problems ADD COLUMN snap INTEGER NOT NULL DEFAULT 0")
+        if "snap" in _table_columns(conn, "images"):
+            return
+        images = _tables()[1]
+        new = images.to_metadata(MetaData(), name="images_with_snap")
+        conn.execute(CreateTable(new))
+        old_columns = [c for c in IMAGE_COLUMNS if c != "snap"]
+        rows = conn.execute(select(*(images.c[c] for c in old_columns)))
+        while batch := rows.fetchmany(10000):
+            out = []
+            for row in batch:
+                data = dict(zip(old_columns, row))
+                m = IMAGE_RE.match(os.path.basename(str(data["path"])))
+                out.append({**data, "snap": int(m.group(2)) if m else 0})
+            conn.execute(new.insert(), out)
+        conn.exec_driver_sql("DROP TABLE images")
+        conn.exec_driver_sql("ALTER TABLE images_with_snap RENAME TO images")
+
+
 # --- per-sensor records (written on the compute node) -----------------------------------------------
-def read_validation(path: str | os.PathLike | None, sensor: tuple[int, str] | None = None) -> dict[str, Any]:
+def read_validation(path: str | os.PathLike | None, sensor: tuple | None = None) -> dict[str, Any]:
     """The validation columns from a validation JSON (all None when no file is given).
 
     Parameters:
         path:    the validation JSON, or None.
-        sensor:  (visit, det_name) the validation must be of [default: None, not checked].
+        sensor:  (visit, snap, det_name) the validation must be of [default: None, not checked]; the
+                 validation's snap is its ``snap`` key, else its image name's (records written
+                 before the key), else 0.
 
     Raises:
         RegistryError: the file is not JSON, it is another sensor's, or its status is not ``ok``/``flagged``.
@@ -182,10 +249,10 @@ def read_validation(path: str | os.PathLike | None, sensor: tuple[int, str] | No
     except (OSError, json.JSONDecodeError) as exc:
         raise RegistryError(os.fspath(path), f"cannot read the validation record: {exc}", None,
                             "rerun dc2flow validate") from None
-    if sensor is not None and (data.get("visit"), data.get("det_name")) != tuple(sensor):
+    if sensor is not None and (data.get("visit"), _snap_of(data), data.get("det_name")) != tuple(sensor):
         raise RegistryError(os.fspath(path), "validation of another sensor",
-                            f"{data.get('visit')} {data.get('det_name')}",
-                            f"pass visit {sensor[0]} {sensor[1]}'s validation in the record's place")
+                            f"visit {data.get('visit')} snap {_snap_of(data)} {data.get('det_name')}",
+                            f"pass visit {sensor[0]} snap {sensor[1]} {sensor[2]}'s validation in the record's place")
     if data.get("status") not in ("ok", "flagged"):
         raise RegistryError(os.fspath(path), "validation status is not 'ok' or 'flagged'", data.get("status"),
                             "rerun dc2flow validate")
@@ -195,6 +262,14 @@ def read_validation(path: str | os.PathLike | None, sensor: tuple[int, str] | No
         value = data.get(key)
         out[key] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     return out
+
+
+def _snap_of(data: dict) -> int:
+    """A record's snap: its ``snap`` key, else the snap in its image name (``image`` or ``path``), else 0."""
+    if isinstance(data.get("snap"), int) and not isinstance(data.get("snap"), bool):
+        return data["snap"]
+    m = IMAGE_RE.match(os.path.basename(str(data.get("image") or data.get("path") or "")))
+    return int(m.group(2)) if m else 0
 
 
 def make_record(image: str | os.PathLike, outdir: str | os.PathLike, bundle: str | None = None,
@@ -225,7 +300,7 @@ def make_record(image: str | os.PathLike, outdir: str | os.PathLike, bundle: str
                             "remove the file and rerun the render") from None
     rel = os.path.relpath(os.path.abspath(image), os.path.abspath(outdir))
     row: dict[str, Any] = {
-        "visit": int(m.group(1)), "det_name": m.group(4), "det_num": int(m.group(5)), "band": m.group(3),
+        "visit": int(m.group(1)), "snap": int(m.group(2)), "det_name": m.group(4), "det_num": int(m.group(5)), "band": m.group(3),
         "path": rel, "bytes": os.path.getsize(image), "datasum": header.get("DATASUM"),
         "checksum": header.get("CHECKSUM"), "sha256": sha256_file(image), "bundle": bundle or None,
         "catalog_sha256": ",".join(str(header[k]) for k in sorted(header, key=_catsha_index) if k.startswith("CATSHA")),
@@ -239,14 +314,14 @@ def make_record(image: str | os.PathLike, outdir: str | os.PathLike, bundle: str
 
 
 def bundle_from_plan(plan: str | os.PathLike, image: str | os.PathLike) -> str | None:
-    """The bundle of an image's (visit, det_name) in a bundle plan CSV; None when the plan lacks it."""
+    """The bundle of an image's (visit, snap, det_name) in a bundle plan CSV; None when the plan lacks it."""
     from .packing import read_plan
 
     m = IMAGE_RE.match(os.path.basename(image))
     if not m or not os.path.exists(plan):
         return None
-    key = (int(m.group(1)), m.group(4))
-    return next((r.bundle for r in read_plan(plan) if (r.visit, r.det_name) == key), None)
+    key = (int(m.group(1)), int(m.group(2)), m.group(4))
+    return next((r.bundle for r in read_plan(plan) if (r.visit, r.snap, r.det_name) == key), None)
 
 
 def _catsha_index(key: str) -> int:
@@ -261,6 +336,8 @@ def write_record(out: str | os.PathLike, record: dict) -> None:
 def read_record(path: str | os.PathLike) -> dict:
     """A record JSON back as a row of ``images``.
 
+    A record written before the ``snap`` key gets the snap of its image name (``path``).
+
     Raises:
         RegistryError: not JSON, another record version, or a column missing.
     """
@@ -272,6 +349,8 @@ def read_record(path: str | os.PathLike) -> dict:
     if data.get("record_version") != RECORD_VERSION:
         raise RegistryError(os.fspath(path), "unknown record version", data.get("record_version"),
                             f"rerun dc2flow record (version {RECORD_VERSION})")
+    if "snap" not in data and isinstance(data.get("path"), str):
+        data["snap"] = _snap_of(data)
     missing = [c for c in IMAGE_COLUMNS if c not in data]
     if missing:
         raise RegistryError(os.fspath(path), "missing key", missing[0], "rerun dc2flow record")
@@ -283,7 +362,7 @@ def register(records: Sequence[str | os.PathLike], url: str, validations: Sequen
     """Upsert records into ``images`` in one transaction; returns the number of rows written.
 
     Every record is read (and checked) before the transaction starts, so a bad record changes
-    nothing.  Rows are replaced by primary key (visit, det_name): re-registering never duplicates.
+    nothing.  Rows are replaced by primary key (visit, snap, det_name): re-registering never duplicates.
     ``validations`` and ``benchmarks``: see :func:`merge_rows`.
 
     Raises:
@@ -311,7 +390,7 @@ def merge_rows(records: Sequence[str | os.PathLike], validations: Sequence[str |
         if benchmarks is not None:
             row.update(read_benchmark(benchmarks[i]))
         if validations is not None:
-            row.update(read_validation(validations[i], (row["visit"], row["det_name"])))
+            row.update(read_validation(validations[i], (row["visit"], row["snap"], row["det_name"])))
     return rows
 
 
@@ -328,8 +407,8 @@ def register_rows(rows: list[dict], url: str) -> list[dict]:
 
 
 def _upsert(conn, rows: list[dict]) -> None:
-    """Insert or replace rows by (visit, det_name), as one executemany where the dialect allows it."""
-    key = ("visit", "det_name")
+    """Insert or replace rows by (visit, snap, det_name), as one executemany where the dialect allows it."""
+    key = ("visit", "snap", "det_name")
     if conn.dialect.name in ("sqlite", "postgresql"):
         if conn.dialect.name == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
@@ -342,23 +421,26 @@ def _upsert(conn, rows: list[dict]) -> None:
     else:  # any other backend: delete + insert in the same transaction
         for row in rows:
             images = _tables()[1]
-            conn.execute(images.delete().where(images.c.visit == row["visit"], images.c.det_name == row["det_name"]))
+            conn.execute(images.delete().where(images.c.visit == row["visit"], images.c.snap == row["snap"],
+                                               images.c.det_name == row["det_name"]))
         conn.execute(_tables()[1].insert(), rows)
 
 
 # --- problems (from the viewer) ----------------------------------------------------------------------
 def add_problem(url_or_engine, visit: int, det_name: str, category: str, comment: str,
-                categories: Iterable[str], max_comment_chars: int) -> int:
-    """Store one reported problem; returns its id.
+                categories: Iterable[str], max_comment_chars: int, snap: int = 0) -> int:
+    """Store one reported problem (of the image of ``visit``, ``snap``, ``det_name``); returns its id.
 
     Raises:
         RegistryError: a field is out of its allowed set or too long.
     """
     check_problem(visit, det_name, category, comment, categories, max_comment_chars)
+    if isinstance(snap, bool) or not isinstance(snap, int) or not 0 <= snap < 100:
+        raise RegistryError("snap", "not a snap", snap, "give an integer 0, 1, ...")
     engine = connect(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     with engine.begin() as conn:
-        result = conn.execute(_tables()[2].insert().values(visit=int(visit), det_name=det_name, category=category,
-                                                       comment=comment, created_utc=utc_now()))
+        result = conn.execute(_tables()[2].insert().values(visit=int(visit), snap=snap, det_name=det_name,
+                                                       category=category, comment=comment, created_utc=utc_now()))
         return int(result.inserted_primary_key[0])
 
 
@@ -386,14 +468,14 @@ def list_problems(engine) -> list[dict]:
 
 # --- queries -----------------------------------------------------------------------------------------
 QUERIES = {
-    "failed_validation": "SELECT visit, det_name, band, validation_flags, path FROM images "
-                         "WHERE validation_status = 'flagged' ORDER BY visit, det_name",
-    "config_hash": "SELECT visit, det_name, band, path FROM images WHERE config_hash = :value "
-                   "ORDER BY visit, det_name",
+    "failed_validation": "SELECT visit, snap, det_name, band, validation_flags, path FROM images "
+                         "WHERE validation_status = 'flagged' ORDER BY visit, snap, det_name",
+    "config_hash": "SELECT visit, snap, det_name, band, path FROM images WHERE config_hash = :value "
+                   "ORDER BY visit, snap, det_name",
     "core_hours_by_band": "SELECT band, COUNT(*) AS images, "
                           "ROUND(CAST(SUM(COALESCE(cpu_time_s, runtime_s)) / 3600.0 AS NUMERIC), 4) AS core_hours "
                           "FROM images GROUP BY band ORDER BY band",
-    "problems": "SELECT id, visit, det_name, category, comment, created_utc FROM problems ORDER BY id",
+    "problems": "SELECT id, visit, snap, det_name, category, comment, created_utc FROM problems ORDER BY id",
 }
 
 
@@ -422,10 +504,10 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
 
 
 def write_visit_summary(out: str | os.PathLike, rows: list[dict]) -> None:
-    """The per-visit registration target: one line per registered row (TSV), atomically."""
+    """The per-exposure registration target: one line per registered row (TSV), atomically."""
     from .io import atomic_output
 
     with atomic_output(out) as tmp, open(tmp, "w") as fh:
-        fh.write("visit\tdet_name\tpath\tsha256\tvalidation_status\n")
+        fh.write("visit\tsnap\tdet_name\tpath\tsha256\tvalidation_status\n")
         for r in rows:
-            fh.write(f"{r['visit']}\t{r['det_name']}\t{r['path']}\t{r['sha256']}\t{r['validation_status'] or ''}\n")
+            fh.write(f"{r['visit']}\t{r['snap']}\t{r['det_name']}\t{r['path']}\t{r['sha256']}\t{r['validation_status'] or ''}\n")

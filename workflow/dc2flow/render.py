@@ -10,6 +10,19 @@ Drawing, in this order (each step deterministic, so identical inputs give identi
    noise, each with a seed derived from the visit seed and the object's ``obj_index`` (the same on
    every sensor the object touches).
 
+Seeds and snaps: the noise seed of a sensor (:func:`sensor_seed`) and the photon seeds of the
+objects (:func:`object_seed`, ``photons``) include the snap for snaps >= 1, so the two snaps of a
+visit get independent Poisson and photon noise, as two exposures do; the knots seed (the random
+positions of a galaxy's star-forming knots, ``knots``) does not, since both snaps see the same
+galaxy.  Snap 0's seeds are those of the one-snap pipeline (the snap is left out), so its pixels
+are bit-identical to those made before snaps had seeds of their own (a snap 1 rendered alone then
+had snap 0's noise; it now has its own).  This departs from imSim:
+its ``OpsimDataLoader`` (``imsim/opsim_data.py``) seeds every snap of a visit with the
+``observationId`` alone ("TODO: Figure out how to make this depend on the snap as well as the
+visit"), which gives both snaps the same noise realisation; two exposures must not share theirs.
+The atmosphere's phase screens (:func:`dc2flow.atmpsf.atmosphere_seed`) stay the visit's: one
+atmosphere over the visit, as in imSim.
+
 Shapes follow imSim: a Sersic of half-light radius sqrt(a b), axis ratio b/a and position angle
 ``beta = 90 - pa`` degrees; knots are GalSim ``RandomKnots``; lensing uses reduced shear
 ``g1 = gamma1 / (1 - kappa)``, ``g2 = -gamma2 / (1 - kappa)`` (imSim's ``flip_g2``) and
@@ -66,15 +79,23 @@ class Provenance:
     container_image: str = ""
 
 
+def _snap_parts(visit: Visit) -> tuple:
+    """What a snap adds to a seed: nothing for snap 0 (the seeds of the one-snap pipeline), else the snap."""
+    return () if visit.snap == 0 else ("snap", int(visit.snap))
+
+
 def sensor_seed(visit: Visit, det_num: int) -> int:
-    """The noise seed of one sensor of one visit (from the catalog's seed)."""
-    return derive_seed("sensor", visit.seed, visit.visit, det_num)
+    """The noise seed of one sensor of one exposure (from the catalog's seed; the snap included
+    for snaps >= 1, see the module docstring)."""
+    return derive_seed("sensor", visit.seed, visit.visit, det_num, *_snap_parts(visit))
 
 
 def object_seed(visit: Visit, obj_index: int, purpose: str) -> int:
     """The seed of one object's randomness (``purpose``: knots or photons), the same on every
-    sensor it touches; each purpose has its own stream."""
-    return derive_seed(purpose, visit.seed, visit.visit, obj_index)
+    sensor it touches; each purpose has its own stream.  ``photons`` differs per snap (snaps >= 1
+    include the snap), ``knots`` does not: the same galaxy in every snap."""
+    extra = _snap_parts(visit) if purpose != "knots" else ()
+    return derive_seed(purpose, visit.seed, visit.visit, obj_index, *extra)
 
 
 _SHAPE_COLUMNS = ("obj_type", "flux", "major_arcsec", "minor_arcsec", "pa_deg", "sersic_n", "npoints",
@@ -230,6 +251,7 @@ def fits_header(visit: Visit, sensor: camera.Sensor, provenance: Provenance, sum
         ("CCD_MANU", sensor.vendor, "sensor vendor"),
         ("OBSID", visit.visit, "visit (obshistid)"),
         ("SEQNUM", visit.seqnum, ""),
+        ("SNAP", visit.snap, "snap of the visit, 0-based (as in the image name)"),
         ("IMGTYPE", "SKYEXP", ""),
         ("CAMERA", "LSSTCam", ""),
         ("MJD-OBS", _start_mjd(visit), "[d] start of exposure (TAI)"),

@@ -19,6 +19,10 @@ The campaign directory holds::
     state/shard-0000.running.json  it is running (process ids and host)
     run.lock                   held by the one ``dc2flow campaign run`` working on the campaign
 
+A shard's visits are instance catalogs, one exposure each (snap 0): a base config naming OpSim
+visits (``opsim_db``, ``visits``) or other ``snaps`` is refused, since every shard would render
+those exposures again; so no exposure is ever split across shards or repeated.
+
 Planning reads catalog headers only.  Re-planning with the same settings changes nothing; new
 catalogs go into new shards appended after the existing ones (existing shards are never
 renumbered or refilled); changing the shard size, output root or base config of a campaign that
@@ -180,6 +184,16 @@ def _check_base_config(configfile: str) -> None:
                                 fix="give the catalogs as arguments and the output root as --outdir, and remove "
                                     "catalogs, outdir and shard from the base config")
     config = load(configfile)
+    # shards split instance catalogs (each one visit, snap 0): OpSim visits in the base config would be
+    # rendered by every shard, all their snaps in each, into the one shared output root
+    for key, value in (("opsim_db", config["opsim_db"]), ("visits", config["visits"]), ("sky_catalog", config["sky_catalog"])):
+        if value:
+            raise CampaignError(configfile, f"sets '{key}': a sharded campaign is of instance catalogs, and every shard "
+                                "would render the OpSim visits (every snap) again", value,
+                                fix="render OpSim visits in one ordinary run (snakemake --config opsim_db=... visits=...)")
+    if [int(s) for s in config["snaps"]] != [0]:
+        raise CampaignError(configfile, "sets 'snaps' other than [0]: instance catalogs are snap 0", config["snaps"],
+                            fix="remove snaps from the base config")
     relative = []
     for key, value in (("scene.sed_dir", config["scene"]["sed_dir"]), ("estimate.model", config["estimate"]["model"])):
         if value and not os.path.isabs(value):

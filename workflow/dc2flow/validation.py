@@ -78,7 +78,7 @@ APERTURE_FWHM = 3.0            # photometric aperture radius, in model FWHMs
 MODEL_OFFSETS = ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5))   # sub-pixel centres of the model PSF
 CHECKS = ("matches", "astrometry", "photometry", "psf", "psf_geom", "psf_ellipticity", "sky", "sky_opsim")
 PSF_E_HIGH = 0.07              # LSST's PSF ellipticity requirement: at most psf_e_frac_max of stars above this
-RECORD_KEYS = ("visit", "det_name", "band", "status", "flags", "skipped", "n_truth", "n_detected", "n_matched",
+RECORD_KEYS = ("visit", "snap", "det_name", "band", "status", "flags", "skipped", "n_truth", "n_detected", "n_matched",
                "n_bright", "n_bright_expected",
                "astrometry_median_px", "astrometry_median_arcsec", "photometry_slope", "photometry_median_dmag",
                "psf_fwhm_arcsec", "psf_fwhm_model_arcsec", "psf_fwhm_header_arcsec", "psf_fwhm_true_arcsec",
@@ -86,7 +86,7 @@ RECORD_KEYS = ("visit", "det_name", "band", "status", "flags", "skipped", "n_tru
                "sky_model_e_per_px", "sky_mag_measured", "sky_mag_opsim", "m5_measured", "m5_opsim",
                "thresholds", "image")
 STAR_COLUMNS = ("id", "x_true", "y_true", "x", "y", "dx_px", "dy_px", "mag_true", "dmag", "fwhm_arcsec", "bright")
-SUMMARY_COLUMNS = ("visit", "det_name", "band", "status", "flags", "skipped", "n_truth", "n_detected", "n_matched",
+SUMMARY_COLUMNS = ("visit", "snap", "det_name", "band", "status", "flags", "skipped", "n_truth", "n_detected", "n_matched",
                    "n_bright",
                    "astrometry_median_px", "astrometry_median_arcsec", "photometry_slope", "photometry_median_dmag",
                    "psf_fwhm_arcsec", "psf_fwhm_model_arcsec", "psf_fwhm_true_arcsec", "psf_fwhm_geom_arcsec",
@@ -358,7 +358,8 @@ def measure_sensor(image: str | os.PathLike, truth: str | os.PathLike, threshold
         slope = float(np.polyfit(mag_true[good], dmag[good], 1)[0])
 
     record = {
-        "visit": int(header.get("OBSID", -1)), "det_name": str(header.get("DET_NAME", "")),
+        "visit": int(header.get("OBSID", -1)), "snap": _image_snap(image, header),
+        "det_name": str(header.get("DET_NAME", "")),
         "band": str(header.get("FILTER", "")), "image": os.path.basename(str(image)),
         "n_truth": int(inside.sum()), "n_detected": int(len(objects)), "n_matched": int(ok.sum()),
         "n_bright": int(bright.sum()), "n_bright_expected": n_bright_expected,
@@ -579,18 +580,29 @@ def write_table(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[
 # --- per visit -------------------------------------------------------------------------------------
 
 def read_record(path: str | os.PathLike) -> dict:
-    """A per-sensor record written by :func:`validate_sensor`.
+    """A per-sensor record written by :func:`validate_sensor` (one written before the ``snap`` key
+    gets its image name's snap).
 
     Raises:
         RenderError: when a key of :data:`RECORD_KEYS` is missing (not a record, or an old one).
     """
     with open(path) as fh:
         record = json.load(fh)
-    missing = [k for k in RECORD_KEYS if k not in record]
+    missing = [k for k in RECORD_KEYS if k not in record and k != "snap"]
     if missing:
         raise RenderError(str(path), f"not a validation record (missing {', '.join(missing)})",
                           "rerun the validate_visit job")
+    if "snap" not in record:
+        record["snap"] = _image_snap(record["image"], {})
     return record
+
+
+def _image_snap(image: str | os.PathLike, header) -> int:
+    """The snap of an image: from its imSim name (``eimage_{visit:08d}-{snap}-...``), else its SNAP card, else 0."""
+    from .registry import IMAGE_RE
+
+    m = IMAGE_RE.match(os.path.basename(str(image)))
+    return int(m.group(2)) if m else int(header.get("SNAP", 0))
 
 
 def _stars_path(record_path: str | os.PathLike) -> str:
@@ -615,7 +627,7 @@ def summarize_visit(records: Sequence[str | os.PathLike], out_tsv: str | os.Path
     Raises:
         ValidationError: when ``strict`` and a sensor is flagged.
     """
-    recs = sorted((read_record(p) for p in records), key=lambda r: (r["visit"], camera.get_sensor(r["det_name"]).det_num))
+    recs = sorted((read_record(p) for p in records), key=lambda r: (r["visit"], r["snap"], camera.get_sensor(r["det_name"]).det_num))
     write_table(out_tsv, SUMMARY_COLUMNS, ([r[c] for c in SUMMARY_COLUMNS] for r in recs))
     if plot is not None:
         stars = {}
@@ -705,6 +717,8 @@ def plot_visit(records: list[dict], stars: dict[str, dict], out: str | os.PathLi
     if stars and len(stars) <= 12:
         ax_a.legend(fontsize=7)
     visit = records[0]["visit"] if records else "?"
+    if records and records[0].get("snap"):
+        visit = f"{visit} snap {records[0]['snap']}"
     fig.suptitle(f"visit {visit}: {len(records)} sensors, {len(flagged)} flagged"
                  + (f" ({', '.join(sorted(flagged))})" if flagged else ""))
     fig.tight_layout()
@@ -734,14 +748,15 @@ def plot_resources(campaign_json: str | os.PathLike, estimates: Sequence[str | o
     est = {}
     for path in estimates:
         for row in read_estimates(path):
-            est[(row["visit"], row["det_name"])] = (row["mem_gb"], row["runtime_s"])
+            est[(row["visit"], row["snap"], row["det_name"])] = (row["mem_gb"], row["runtime_s"])
     points = []
-    pattern = re.compile(r"(\d{8})[/\\][ugrizy]-(R\d\d_S\d\d)-det\d{3}\.tsv$")
+    # benchmarks/render/{exposure key}/: 00449053 for snap 0, 00449053-1 for snap 1 (dc2flow.campaign)
+    pattern = re.compile(r"(\d{8})(?:-([1-9]\d*))?[/\\][ugrizy]-(R\d\d_S\d\d)-det\d{3}\.tsv$")
     for path in benchmarks:
         m = pattern.search(str(path))
         if not m or not os.path.exists(path):
             continue
-        key = (int(m[1]), m[2])
+        key = (int(m[1]), int(m[2] or 0), m[3])
         bench = read_benchmark(path)
         if key in est and bench["max_rss_mb"] is not None and bench["runtime_s"] is not None:
             points.append((*est[key], bench["max_rss_mb"] / 1024.0, bench["runtime_s"]))

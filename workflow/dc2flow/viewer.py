@@ -45,6 +45,7 @@ MAX_PNG_PIXELS = 1000          # the PNG's longer side is at most about this man
 MAX_OVERLAY_OBJECTS = 3000     # brightest truth objects drawn in the overlay
 REL_PATH_RE = re.compile(r"[0-9]{8}/eimage_[\w.-]+\.fits", re.ASCII)   # used with fullmatch
 VISIT_RE = re.compile(r"[0-9]{1,8}")
+SNAP_RE = re.compile(r"[0-9]{1,2}")
 DET_NAME_FORM_RE = re.compile(r"R[0-9][0-9]_S[0-9][0-9]")
 log = logging.getLogger("dc2flow.viewer")
 
@@ -133,7 +134,7 @@ td,th{border:1px solid #555;padding:.2em .5em} textarea{width:30em;height:3em}</
 <p class="bar"><a href="{{ url_for('problems') }}" id="problems-link">reported problems ({{ n_problems }})</a>
  · {{ n_images }} images under the output root</p>
 {% if rel %}
-<h2 id="title">visit {{ visit }} · {{ det_name }} · band {{ band }}</h2>
+<h2 id="title">visit {{ visit }} · snap {{ snap }} · {{ det_name }} · band {{ band }}</h2>
 <p class="bar">stretch:
 {% for s in stretches %}<a id="stretch-{{ s }}" class="{{ 'on' if s == stretch else '' }}"
  href="{{ url_for('sensor', path=rel, stretch=s, overlay=overlay) }}">{{ s }}</a>{% endfor %}
@@ -142,7 +143,8 @@ td,th{border:1px solid #555;padding:.2em .5em} textarea{width:30em;height:3em}</
  · <a id="skip" href="{{ url_for('random_image', stretch=stretch, overlay=overlay, after=rel) }}">Skip</a></p>
 <form id="problem-form" method="post" action="{{ url_for('problems') }}">
  <input type="hidden" name="token" value="{{ token }}">
- <input type="hidden" name="visit" value="{{ visit }}"><input type="hidden" name="det_name" value="{{ det_name }}">
+ <input type="hidden" name="visit" value="{{ visit }}"><input type="hidden" name="snap" value="{{ snap }}">
+ <input type="hidden" name="det_name" value="{{ det_name }}">
  <label>problem <select name="category" id="category">{% for c in categories %}<option>{{ c }}</option>{% endfor %}</select></label>
  <label>comment <textarea name="comment" id="comment" maxlength="{{ max_comment }}"></textarea></label>
  <button type="submit" id="submit-problem">Submit problem</button>
@@ -156,8 +158,8 @@ PROBLEMS_PAGE = """<!doctype html>
 <style>body{font-family:sans-serif;margin:1em;background:#222;color:#eee} a{color:#9cf}
 table{border-collapse:collapse} td,th{border:1px solid #555;padding:.2em .5em} td{overflow-wrap:anywhere}</style></head><body>
 <h1>Reported problems</h1><p><a href="{{ url_for('random_image') }}" id="back">back to the images</a></p>
-<table id="problems"><tr><th>id</th><th>visit</th><th>det_name</th><th>category</th><th>comment</th><th>reported (UTC)</th></tr>
-{% for p in problems %}<tr><td>{{ p.id }}</td><td>{{ p.visit }}</td><td>{{ p.det_name }}</td><td>{{ p.category }}</td>
+<table id="problems"><tr><th>id</th><th>visit</th><th>snap</th><th>det_name</th><th>category</th><th>comment</th><th>reported (UTC)</th></tr>
+{% for p in problems %}<tr><td>{{ p.id }}</td><td>{{ p.visit }}</td><td>{{ p.snap }}</td><td>{{ p.det_name }}</td><td>{{ p.category }}</td>
 <td>{{ p.comment }}</td><td>{{ p.created_utc }}</td></tr>{% endfor %}</table></body></html>"""
 
 
@@ -268,7 +270,7 @@ def create_app(outdir: str | os.PathLike, db_url: str, categories: list[str], ma
         stretch, overlay = _view_args()
         m = IMAGE_RE.match(os.path.basename(rel))
         return render_template_string(
-            PAGE, rel=rel, visit=int(m.group(1)), band=m.group(3), det_name=m.group(4), stretch=stretch,
+            PAGE, rel=rel, visit=int(m.group(1)), snap=int(m.group(2)), band=m.group(3), det_name=m.group(4), stretch=stretch,
             overlay=overlay, stretches=STRETCHES, categories=categories, token=token, max_comment=max_comment_chars,
             n_images=len(list_images(root)), n_problems=len(list_problems(engine)))
 
@@ -294,20 +296,24 @@ def create_app(outdir: str | os.PathLike, db_url: str, categories: list[str], ma
         if not hmac.compare_digest(request.form.get("token", ""), token):
             abort(403, description="missing or stale page token; reload the page")
         form = request.form
-        unknown = sorted(set(form) - {"token", "visit", "det_name", "category", "comment"})
+        unknown = sorted(set(form) - {"token", "visit", "snap", "det_name", "category", "comment"})
         if unknown:
             abort(400, description=f"unknown form field {unknown[0]!r}")
         visit_text = form.get("visit", "")
         visit = int(visit_text) if VISIT_RE.fullmatch(visit_text) else visit_text
+        snap_text = form.get("snap", "0")   # the page sends it; a form without it means snap 0
+        if not SNAP_RE.fullmatch(snap_text):
+            abort(400, description="snap must be a number 0, 1, ...")
+        snap = int(snap_text)
         det_name = form.get("det_name")
         if not (isinstance(det_name, str) and DET_NAME_FORM_RE.fullmatch(det_name)):
             abort(400, description="det_name must look like R22_S11")
         if isinstance(visit, int) and not any(
-                p.startswith(f"{visit:08d}/") and f"-{det_name}-" in p for p in list_images(root)):
-            abort(404, description=f"no image of visit {visit} sensor {det_name} under the output root")
+                p.startswith(f"{visit:08d}/eimage_{visit:08d}-{snap}-") and f"-{det_name}-" in p for p in list_images(root)):
+            abort(404, description=f"no image of visit {visit} snap {snap} sensor {det_name} under the output root")
         try:
             add_problem(engine, visit, det_name, form.get("category"), form.get("comment", ""),
-                        categories, max_comment_chars)   # checks every field first
+                        categories, max_comment_chars, snap=snap)   # checks every field first
         except RegistryError as exc:
             abort(400, description=str(exc))
         return redirect(url_for("problems"), 303)

@@ -1,4 +1,4 @@
-# Stage 2b (scene.psf_model atmospheric only): per visit, the atmosphere's phase screens, built once
+# Stage 2b (scene.psf_model atmospheric only): per exposure ({visit}: its key), the atmosphere's phase screens, built once
 # and written as plain .npy arrays beside screens.json; every render of the visit memory-maps them
 # read-only, so a bundle's renders share one copy in the page cache (the estimates carry its size
 # as visit_shared_gb, which the bundler counts once per visit in a bundle). The arrays are temp():

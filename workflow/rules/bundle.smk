@@ -10,7 +10,7 @@ localrules:
 
 checkpoint bundle_campaign:
     input:
-        [f"{OUT}/estimates/{campaign.visit_dir(v)}.tsv" for v in VISITS],
+        [f"{OUT}/estimates/{e.key}.tsv" for e in VISITS],
     output:
         plan=PLAN,
         summary=f"{BUNDLES}campaign.json",
@@ -20,8 +20,8 @@ checkpoint bundle_campaign:
         f"{OUT}/benchmarks/bundle/{SHARD}campaign.tsv"
     params:
         node=node_options(),
-        estimates=estimates_dir,  # a folder and the visit numbers: no path list on the command line
-        visits=",".join(str(v) for v in VISITS),
+        estimates=estimates_dir,  # a folder and the exposure keys: no path list on the command line
+        visits=",".join(e.key for e in VISITS),
     shell:
         "dc2flow bundle --estimates-dir {params.estimates:q} --visits {params.visits} {params.node} --out {output.plan:q} --summary {output.summary:q}"
         " > {log:q} 2>&1"

@@ -1,6 +1,7 @@
-# Stage 1: each visit's header and objects, once: an instance catalog parsed (parse_catalog), or an
-# OpSim visit with its skyCatalogs objects (opsim_visit); both write the same three files, and
-# each visit is made by one of them (wildcard constraints from dc2flow.campaign.visit_regex).
+# Stage 1: each exposure's header and objects, once: an instance catalog parsed (parse_catalog), or
+# one snap of an OpSim visit with its skyCatalogs objects (opsim_visit, the snap from the exposure
+# key: catalog/00449053-1/ is snap 1); both write the same three files, and each exposure is made
+# by one of them (wildcard constraints from dc2flow.campaign.visit_regex).
 
 
 rule parse_catalog:
@@ -39,8 +40,8 @@ rule opsim_visit:
         f"{OUT}/benchmarks/catalog/{{visit}}.tsv"
     params:
         failure=failure_record("catalog", "visit"),
-        visit=lambda wildcards: int(wildcards.visit),
-        snap=SNAP,
+        visit=lambda wildcards: campaign.parse_exposure(wildcards.visit).visit,
+        snap=lambda wildcards: campaign.parse_exposure(wildcards.visit).snap,
         sky=sky_catalog_options,
     shell:
         "dc2flow -v --failure-record {params.failure:q} opsim-visit {input.db:q} --visit {params.visit} --snap {params.snap}"

@@ -1,5 +1,7 @@
-# Shared helpers: config validation, the visit list, wildcard constraints, input functions.
+# Shared helpers: config validation, the exposure list, wildcard constraints, input functions.
 # All logic lives in the dc2flow package; this file only connects it to Snakemake.
+# The {visit} wildcard of the stage files is an exposure key (dc2flow.campaign.exposure_key):
+# 00449053 for snap 0, 00449053-1 for snap 1; images stay in {visit:08d}/ with the snap in the name.
 import math
 import os
 import shlex
@@ -13,8 +15,9 @@ from dc2flow.config import options_json, physics_options, selected_sensors, vali
 validate(config)
 
 OUT = config["outdir"].rstrip("/")
-VISITS = campaign.config_visits(config)  # visit -> VisitEntry (catalog headers, OpSim rows)
-SNAP = campaign.run_snap(config)  # the snap in every image name (one per run, see dc2flow.campaign)
+VISITS = campaign.config_visits(config)  # Exposure (visit, snap) -> VisitEntry (catalog headers, OpSim rows)
+BY_KEY = {e.key: entry for e, entry in VISITS.items()}  # the {visit} wildcard (an exposure key) -> VisitEntry
+SNAPS = campaign.run_snaps(config)  # the snaps of each OpSim visit (one render rule each, render.smk)
 INSTCAT_VISIT = campaign.visit_regex(VISITS, "instcat")  # which visits parse_catalog makes, and opsim_visit
 OPSIM_VISIT = campaign.visit_regex(VISITS, "opsim")
 SENSORS = selected_sensors(config)
@@ -34,14 +37,14 @@ VALIDATION_OPTIONS = options_json({k: v for k, v in VALIDATION.items() if k not 
 
 
 wildcard_constraints:
-    visit=r"\d{8}",
+    visit=campaign.EXPOSURE_KEY_REGEX,  # 00449053 and 00449053-1 are distinct keys
     band=r"[ugrizy]",
     det_name=r"R\d\d_S\d\d",
     det_num=r"\d{3}",
 
 
 def visit_entry(wildcards):
-    return VISITS[int(wildcards.visit)]
+    return BY_KEY[wildcards.visit]
 
 
 def get_catalog(wildcards):
@@ -65,25 +68,20 @@ def sky_catalog_options(wildcards):
             f" --radius-deg {config['sky_catalog_radius_deg']}")
 
 
-def image_path(visit, det_name):
-    entry = VISITS[visit]
-    return f"{OUT}/{campaign.visit_dir(visit)}/{campaign.image_name(visit, entry.band, det_name, entry.snap)}"
-
-
-def render_benchmark(visit, det_name):
-    """The render job's benchmark record (the path of render_sensor's benchmark:)."""
-    return f"{OUT}/benchmarks/render/{campaign.visit_dir(visit)}/{VISITS[visit].band}-{det_name}-det{get_sensor(det_name).det_num:03d}.tsv"
+def image_path(entry, det_name):
+    """The image of one sensor of an exposure (its VisitEntry): in the visit's folder, the snap in its name."""
+    return f"{OUT}/{campaign.visit_dir(entry.visit)}/{campaign.image_name(entry.visit, entry.band, det_name, entry.snap)}"
 
 
 def all_images():
-    return [image_path(v, d) for v in VISITS for d in SENSORS]
+    return [image_path(e, d) for e in VISITS.values() for d in SENSORS]
 
 
 def sensor_outputs(wildcards):
-    """The image and truth table of one (visit, det_name) (cutout_sensor's inputs)."""
-    visit, det_name = int(wildcards.visit), wildcards.det_name
-    truth = campaign.truth_name(visit, VISITS[visit].band, det_name, VISITS[visit].snap)
-    return {"image": image_path(visit, det_name), "truth": f"{OUT}/{campaign.visit_dir(visit)}/{truth}"}
+    """The image and truth table of one (exposure, det_name) (cutout_sensor's inputs)."""
+    entry, det_name = BY_KEY[wildcards.visit], wildcards.det_name
+    truth = campaign.truth_name(entry.visit, entry.band, det_name, entry.snap)
+    return {"image": image_path(entry, det_name), "truth": f"{OUT}/{campaign.visit_dir(entry.visit)}/{truth}"}
 
 
 def failure_record(stage, *wildcard_names):
@@ -128,7 +126,7 @@ IncompleteCheckpointException = smk.incomplete_checkpoint_type()
 
 
 def _requests():
-    """The plan's rows by (visit, det_name); raises IncompleteCheckpointException before the plan exists.
+    """The plan's rows by (visit, snap, det_name); raises IncompleteCheckpointException before the plan exists.
 
     The plan is the complete record of each render's request (bundle, mem_mb, runtime_min,
     bundle_mem_mb): one read per plan file (campaign.plan_lookup caches it on path and mtime)."""
@@ -148,84 +146,90 @@ def _incomplete_plan():
     return _INCOMPLETE[0].with_traceback(None)
 
 
-def _request(wildcards):
-    if not os.path.exists(PLAN):
-        return None  # dry run before the plan exists: the fallback below
-    try:
-        return _requests()[(int(wildcards.visit), wildcards.det_name)]
-    except IncompleteCheckpointException:
-        return None  # the plan is there but its checkpoint is to run again
+GROUP_TAIL_MIN = 1  # finish_bundle asks 1 minute after the renders
 
 
-@signature_once
-def bundle_of_render(wildcards):
-    """The render's bundle: its group (raises IncompleteCheckpointException before the plan exists).
+class RenderFunctions:
+    """The per-job functions of the render rule of one snap (render.smk defines one rule per snap:
+    its image name holds the snap, its stage files the exposure key; ``{visit}`` is the 8-digit
+    visit there).  Each is a plain function of (wildcards[, attempt]) for Snakemake."""
 
-    Not also a params value: params are a rerun trigger, and a new plan (more visits) renames
-    bundles, which must not remake finished images; the render looks its bundle up in the plan
-    (``--plan``, an ``ancient`` input) for its record instead."""
-    return _requests()[(int(wildcards.visit), wildcards.det_name)].bundle
+    def __init__(self, snap):
+        self.snap = snap
+        self.key = "{visit}" + campaign.exposure_key(0, snap)[8:]  # the exposure key as a pattern: {visit}, {visit}-1
+        # where the render records its attempt (dc2flow.retry): read by its retry, removed on success;
+        # a pattern for params (Snakemake fills it: no function per job while it plans)
+        self.attempt_pattern = f"{OUT}/failures/attempts/render/{self.key}_{{det_name}}.json"
+
+        def request(wildcards):
+            if not os.path.exists(PLAN):
+                return None  # dry run before the plan exists: the fallback below
+            try:
+                return _requests()[(int(wildcards.visit), snap, wildcards.det_name)]
+            except IncompleteCheckpointException:
+                return None  # the plan is there but its checkpoint is to run again
+
+        @signature_once
+        def bundle_of_render(wildcards):
+            """The render's bundle: its group (raises IncompleteCheckpointException before the plan exists).
+
+            Not also a params value: params are a rerun trigger, and a new plan (more visits) renames
+            bundles, which must not remake finished images; the render looks its bundle up in the plan
+            (``--plan``, an ``ancient`` input) for its record instead."""
+            return _requests()[(int(wildcards.visit), snap, wildcards.det_name)].bundle
+
+        def attempt_record(wildcards):
+            return self.attempt_pattern.format(visit=wildcards.visit, det_name=wildcards.det_name)
+
+        def render_request(wildcards, attempt):
+            """(mem_mb, runtime_min) of a render: the plan's on attempt 1; on a retry grown only for the
+            cause of the last attempt's failure (memory after a memory kill, time after a time-limit
+            kill), memory capped at this member's share of the node (a bundle's requests add up)."""
+            req = request(wildcards)
+            mem = int(req.mem_mb if req else BUNDLE["fallback_mem_gb"] * 1024)
+            runtime_cap = max(1, BUNDLE["time_limit_s"] / 60 - GROUP_TAIL_MIN)
+            minutes = int(max(1, min(math.ceil(req.runtime_min if req else BUNDLE["fallback_runtime_min"]), runtime_cap)))
+            if attempt <= 1:
+                return mem, minutes
+            bundle_mem = req.bundle_mem_mb if req else 0
+            mem_cap = mem * BUNDLE["node_memory_gb"] * 1024 / bundle_mem if bundle_mem > 0 else math.inf
+            last, why = retry.last_attempt(attempt_record(wildcards))
+            return retry.next_request(mem, minutes, last, why, BUNDLE["retry_memory_growth"], mem_cap, runtime_cap)
+
+        @signature_once
+        def render_mem_mb(wildcards, attempt):
+            return render_request(wildcards, attempt)[0]
+
+        @signature_once
+        def render_runtime_min(wildcards, attempt):
+            """Minutes; Snakemake adds a group's layers up, so the bundle's request stays within the time limit."""
+            return render_request(wildcards, attempt)[1]
+
+        self.bundle_of_render, self.attempt_record = bundle_of_render, attempt_record
+        self.render_mem_mb, self.render_runtime_min = render_mem_mb, render_runtime_min
 
 
 def bundle_of_join(wildcards):
     return wildcards.bundle
 
 
-ATTEMPT_RECORD = f"{OUT}/failures/attempts/render/{{visit}}_{{det_name}}.json"
-"""Where a render records its attempt (dc2flow.retry): read by its retry, removed on success.  A
-pattern for params (Snakemake fills it: no function per job while it plans)."""
-
-
-def attempt_record(wildcards):
-    return ATTEMPT_RECORD.format(visit=wildcards.visit, det_name=wildcards.det_name)
-
-
-GROUP_TAIL_MIN = 1  # finish_bundle asks 1 minute after the renders
-
-
-def _render_request(wildcards, attempt):
-    """(mem_mb, runtime_min) of a render: the plan's on attempt 1; on a retry grown only for the
-    cause of the last attempt's failure (memory after a memory kill, time after a time-limit
-    kill), memory capped at this member's share of the node (a bundle's requests add up)."""
-    req = _request(wildcards)
-    mem = int(req.mem_mb if req else BUNDLE["fallback_mem_gb"] * 1024)
-    runtime_cap = max(1, BUNDLE["time_limit_s"] / 60 - GROUP_TAIL_MIN)
-    minutes = int(max(1, min(math.ceil(req.runtime_min if req else BUNDLE["fallback_runtime_min"]), runtime_cap)))
-    if attempt <= 1:
-        return mem, minutes
-    bundle_mem = req.bundle_mem_mb if req else 0
-    mem_cap = mem * BUNDLE["node_memory_gb"] * 1024 / bundle_mem if bundle_mem > 0 else math.inf
-    last, why = retry.last_attempt(attempt_record(wildcards))
-    return retry.next_request(mem, minutes, last, why, BUNDLE["retry_memory_growth"], mem_cap, runtime_cap)
-
-
-@signature_once
-def render_mem_mb(wildcards, attempt):
-    return _render_request(wildcards, attempt)[0]
-
-
-@signature_once
-def render_runtime_min(wildcards, attempt):
-    """Minutes; Snakemake adds a group's layers up, so the bundle's request stays within the time limit."""
-    return _render_request(wildcards, attempt)[1]
-
-
 def plan_members():
-    """bundle -> [(visit, det_name), ...] of the checkpoint's plan."""
+    """bundle -> [(visit, snap, det_name), ...] of the checkpoint's plan."""
     return campaign.bundle_members(checkpoints.bundle_campaign.get().output.plan)
 
 
 def bundle_images(wildcards):
-    return [image_path(visit, det_name) for visit, det_name in plan_members()[wildcards.bundle]]
+    return [image_path(VISITS[campaign.Exposure(visit, snap)], det_name)
+            for visit, snap, det_name in plan_members()[wildcards.bundle]]
 
 
 def all_bundles(wildcards):
     return [f"{BUNDLES}done/{bundle}.tsv" for bundle in plan_members()]
 
 
-# --- validation: one job per visit checks its sensors; per visit a table, figure and mosaic -----
+# --- validation: one job per exposure checks its sensors; per exposure a table, figure and mosaic
 def visit_images(wildcards):
-    return [image_path(int(wildcards.visit), d) for d in SENSORS]
+    return [image_path(BY_KEY[wildcards.visit], d) for d in SENSORS]
 
 
 def validate_mem_mb(wildcards, threads):
@@ -244,17 +248,19 @@ def validate_cpus(wildcards, threads):
     return threads
 
 
-# Per-sensor paths of one visit as templates ({det_name}, {det_num} filled by dc2flow for each
+# Per-sensor paths of one exposure as templates ({det_name}, {det_num} filled by dc2flow for each
 # sensor of --sensors): params functions, so that Snakemake leaves the braces alone. A command
 # line that listed every path would grow with the campaign past Linux's 128 KiB per argument.
 def visit_image_template(wildcards):
-    visit = int(wildcards.visit)
-    return f"{OUT}/{wildcards.visit}/eimage_{wildcards.visit}-{VISITS[visit].snap}-{VISITS[visit].band}-{{det_name}}-det{{det_num}}.fits"
+    e = BY_KEY[wildcards.visit]
+    vd = campaign.visit_dir(e.visit)
+    return f"{OUT}/{vd}/eimage_{vd}-{e.snap}-{e.band}-{{det_name}}-det{{det_num}}.fits"
 
 
 def visit_truth_template(wildcards):
-    visit = int(wildcards.visit)
-    return f"{OUT}/{wildcards.visit}/centroid_{wildcards.visit}-{VISITS[visit].snap}-{VISITS[visit].band}-{{det_name}}-det{{det_num}}.txt.gz"
+    e = BY_KEY[wildcards.visit]
+    vd = campaign.visit_dir(e.visit)
+    return f"{OUT}/{vd}/centroid_{vd}-{e.snap}-{e.band}-{{det_name}}-det{{det_num}}.txt.gz"
 
 
 def visit_validation_template(wildcards):
@@ -262,12 +268,12 @@ def visit_validation_template(wildcards):
 
 
 def visit_record_template(wildcards):
-    band = VISITS[int(wildcards.visit)].band
+    band = BY_KEY[wildcards.visit].band
     return f"{OUT}/registry/records/{wildcards.visit}/{band}-{{det_name}}-det{{det_num}}.json"
 
 
 def visit_benchmark_template(wildcards):
-    band = VISITS[int(wildcards.visit)].band
+    band = BY_KEY[wildcards.visit].band
     return f"{OUT}/benchmarks/render/{wildcards.visit}/{band}-{{det_name}}-det{{det_num}}.tsv"
 
 
@@ -281,18 +287,18 @@ def render_benchmarks_dir(wildcards):
 
 
 def all_validation():
-    """Per visit the validation table, figure and mosaic, and the campaign's resource figure."""
-    per_visit = [f"{OUT}/validation/{campaign.visit_dir(v)}/{name}" for v in VISITS
+    """Per exposure the validation table, figure and mosaic, and the campaign's resource figure."""
+    per_visit = [f"{OUT}/validation/{e.key}/{name}" for e in VISITS
                  for name in ("summary.tsv", "summary.png", "mosaic.png")]
     return per_visit + ([f"{OUT}/validation/{SHARD}resources.png"] if VISITS else [])
 
 
-# --- registry: the render jobs' records, merged per visit on the driver host --------------------
+# --- registry: the render jobs' records, merged per exposure on the driver host --------------------
 REGISTRY_URL = config["registry"]["url"] or registry.default_url(OUT)
 
 
 def partition_dir(wildcards):
-    """The visit's partition folder (beside its index), as a params function (see output_root)."""
+    """The exposure's partition folder (beside its index), as a params function (see output_root)."""
     return f"{OUT}/partitions/{wildcards.visit}"
 
 
@@ -303,26 +309,26 @@ def output_root(wildcards):
 
 
 def visit_registry_records(wildcards):
-    visit = int(wildcards.visit)
-    band = VISITS[visit].band
+    band = BY_KEY[wildcards.visit].band
     return [f"{OUT}/registry/records/{wildcards.visit}/{band}-{d}-det{get_sensor(d).det_num:03d}.json" for d in SENSORS]
 
 
 
 def all_registered():
-    return [f"{OUT}/registry/visits/{campaign.visit_dir(v)}.tsv" for v in VISITS]
+    return [f"{OUT}/registry/visits/{e.key}.tsv" for e in VISITS]
 
 
-def screens_files(wildcards):
-    """The visit's screens.json and its arrays, inputs of each render with scene.psf_model atmospheric
-    (none otherwise); all three, so that temp() keeps the arrays until the visit's renders are done."""
-    folder = f"{OUT}/screens/{wildcards.visit}"
+def screens_inputs(key):
+    """The exposure's screens.json and its arrays (``key`` the exposure key pattern of a render rule),
+    inputs of each render with scene.psf_model atmospheric (none otherwise); all three, so that temp()
+    keeps the arrays until the exposure's renders are done."""
+    folder = f"{OUT}/screens/{key}"
     return [f"{folder}/screens.json", f"{folder}/screens.npy", f"{folder}/screens_axes.npy"] if ATMOSPHERIC else []
 
 
-def screens_option(wildcards):
-    """--screens for the render (the screens it memory-maps), or nothing."""
-    return f"--screens {shlex.quote(screens_files(wildcards)[0])}" if ATMOSPHERIC else ""
+def screens_option(key):
+    """--screens for the render (the screens it memory-maps), or nothing: a pattern Snakemake fills."""
+    return f"--screens {shlex.quote(OUT + '/screens/')}{key}/screens.json" if ATMOSPHERIC else ""
 
 
 def screens_mem_mb(wildcards):

@@ -1,4 +1,4 @@
-# Stage 6: per visit, check every rendered sensor against its truth table (one job, several sensors
+# Stage 6: per exposure ({visit}: its key, see common.smk), check every rendered sensor against its truth table (one job, several sensors
 # side by side), then a table, a figure and a focal-plane mosaic; for the campaign, resources vs
 # estimates. Pictures and figures go into `snakemake --report` (captions in workflow/report/).
 # One validation job per visit, not per sensor: the DAG keeps one job per sensor (its render).
@@ -98,7 +98,7 @@ rule plot_resources:
     input:
         campaign=f"{BUNDLES}campaign.json",
         plan=PLAN,
-        estimates=[f"{OUT}/estimates/{campaign.visit_dir(v)}.tsv" for v in VISITS],
+        estimates=[f"{OUT}/estimates/{e.key}.tsv" for e in VISITS],
         registered=all_registered(),  # the renders (and their benchmark records) are done
     output:
         report(

@@ -7,9 +7,11 @@ core each, no queueing inside the bundle), so a bundle of sensors ``b`` on a :cl
 ``memory_gb`` M, ``cores`` C, ``visit_overhead_gb`` V and ``time_limit_s`` T is feasible when
 
 * ``sum(mem_gb of b) + V * (distinct visits in b) <= M``: the sensors of one visit in one bundle
-  share one catalog/SED/PSF set-up of V GB, paid once per visit present in the bundle (``dc2flow
-  bundle`` adds the estimates' ``visit_shared_gb`` to ``bundle.visit_overhead_gb``: the visit's
-  memory-mapped atmospheric screens, :func:`node_for_jobs`);
+  share one catalog/SED/PSF set-up of V GB, paid once per visit present in the bundle (a
+  "visit" here is an exposure, (visit, snap): each snap of a visit builds its own set-up, so two
+  snaps of one visit in a bundle pay V twice; :attr:`Job.exposure`; ``dc2flow bundle`` adds the
+  estimates' ``visit_shared_gb`` to ``bundle.visit_overhead_gb``: the exposure's memory-mapped
+  atmospheric screens, :func:`node_for_jobs`);
 * ``len(b) <= C``: one core per member;
 * ``max(runtime_s of b) <= T``: the bundle lasts as long as its slowest member.
 
@@ -42,7 +44,7 @@ How a plan is found (:func:`plan_bundles`):
    than FFD.
 
 The plan on disk (:func:`write_plan`) is a CSV with one row per sensor, the complete record of what
-its render job asks for (:class:`PlanRow`: ``bundle,visit,det_name,mem_mb,runtime_min,bundle_mem_mb``),
+its render job asks for (:class:`PlanRow`: ``bundle,visit,snap,det_name,mem_mb,runtime_min,bundle_mem_mb``),
 with bundles named ``b0000``, ``b0001``, ... in a deterministic order; :func:`read_plan` is its one
 reader and checks it; :func:`write_summary_json` records how good it
 is (:class:`Summary`).  Solves are single-threaded with fixed seeds, so the same jobs (in any

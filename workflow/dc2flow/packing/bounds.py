@@ -24,15 +24,17 @@ def validate_jobs(jobs: Iterable[Job], node: Node) -> list[Job]:
     Raises:
         BundlingError: a job's ``mem_gb`` or ``runtime_s`` is NaN, infinite or negative; one
                        sensor plus its visit overhead needs more than a node, or runs longer than
-                       the time limit; a (visit, det_name) appears twice.  The message names the
+                       the time limit; a (visit, snap, det_name) appears twice.  The message names the
                        visit and the sensor.
     """
     jobs = list(jobs)
-    seen: set[tuple[int, str]] = set()
+    seen: set[tuple[tuple[int, int], str]] = set()
     for job in jobs:
-        where = f"visit {job.visit} {job.det_name}"
+        where = f"visit {job.visit}" + (f" snap {job.snap}" if job.snap else "") + f" {job.det_name}"
         if isinstance(job.visit, bool) or not isinstance(job.visit, (int, np.integer)):
             raise BundlingError(f"{where}: the visit is not an integer ({job.visit!r})", "fix the job list")
+        if isinstance(job.snap, bool) or not isinstance(job.snap, (int, np.integer)) or job.snap < 0:
+            raise BundlingError(f"{where}: the snap is not an integer >= 0 ({job.snap!r})", "fix the job list")
         if not isinstance(job.det_name, str) or not job.det_name:
             raise BundlingError(f"{where}: the sensor name is empty or not text ({job.det_name!r})",
                                 "fix the job list")
@@ -52,7 +54,7 @@ def validate_jobs(jobs: Iterable[Job], node: Node) -> list[Job]:
             raise BundlingError(
                 f"{where}: runtime_s {job.runtime_s:g} exceeds the time limit of {node.time_limit_s:g} s",
                 "use a partition with a longer time limit, or lower the estimate")
-        key = (job.visit, job.det_name)
+        key = (job.exposure, job.det_name)
         if key in seen:
             raise BundlingError(f"{where}: listed twice", "remove the duplicate row")
         seen.add(key)
@@ -93,11 +95,11 @@ def strong_lower_bound(jobs: Sequence[Job], node: Node) -> int:
     """
     if not jobs:
         return 0
-    mem: dict[int, float] = {}
-    count: dict[int, int] = {}
+    mem: dict[tuple[int, int], float] = {}
+    count: dict[tuple[int, int], int] = {}
     for job in jobs:
-        mem[job.visit] = mem.get(job.visit, 0.0) + job.mem_gb
-        count[job.visit] = count.get(job.visit, 0) + 1
+        mem[job.exposure] = mem.get(job.exposure, 0.0) + job.mem_gb
+        count[job.exposure] = count.get(job.exposure, 0) + 1
     free = node.memory_gb - node.visit_overhead_gb
     k = {v: max(_ceil(mem[v] / free), _ceil(count[v] / node.cores)) for v in mem}
     total = math.fsum(mem.values())

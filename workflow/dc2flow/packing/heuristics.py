@@ -21,11 +21,11 @@ def _first_fit(ordered: Sequence[Job], node: Node) -> list[list[Job]]:
     free_mem = np.empty(n)
     free_cores = np.empty(n, dtype=np.int64)
     bundles: list[list[Job]] = []
-    of_visit: dict[int, list[int]] = {}
+    of_visit: dict[tuple[int, int], list[int]] = {}
     V = node.visit_overhead_gb
     for job in ordered:
         nb = len(bundles)
-        with_visit = of_visit.setdefault(job.visit, [])
+        with_visit = of_visit.setdefault(job.exposure, [])
         fits = (free_cores[:nb] > 0) & (free_mem[:nb] >= job.mem_gb + V - MEM_TOL_GB)
         best = int(np.argmax(fits)) if nb and fits.any() else nb
         for b in with_visit:  # ascending
@@ -89,13 +89,13 @@ def visit_first_fit(jobs: Iterable[Job], node: Node) -> Plan:
         BundlingError: invalid jobs (see :func:`validate_jobs`).
     """
     jobs = validate_jobs(jobs, node)
-    mem: dict[int, float] = {}
-    count: dict[int, int] = {}
+    mem: dict[tuple[int, int], float] = {}
+    count: dict[tuple[int, int], int] = {}
     for job in jobs:
-        mem[job.visit] = mem.get(job.visit, 0.0) + job.mem_gb
-        count[job.visit] = count.get(job.visit, 0) + 1
+        mem[job.exposure] = mem.get(job.exposure, 0.0) + job.mem_gb
+        count[job.exposure] = count.get(job.exposure, 0) + 1
     need = {v: max(mem[v] / (node.memory_gb - node.visit_overhead_gb), count[v] / node.cores) for v in mem}
-    ordered = sorted(jobs, key=lambda j: (-need[j.visit], j.visit, -j.mem_gb, j.det_name))
+    ordered = sorted(jobs, key=lambda j: (-need[j.exposure], j.exposure, -j.mem_gb, j.det_name))
     return Plan(tuple(map(tuple, _first_fit(ordered, node))), node)
 
 
@@ -109,12 +109,12 @@ def _balance(plan: Plan) -> Plan:
     node = plan.node
     groups: dict[frozenset, list[int]] = {}
     for i, bundle in enumerate(plan.bundles):
-        groups.setdefault(frozenset(j.visit for j in bundle), []).append(i)
+        groups.setdefault(frozenset(j.exposure for j in bundle), []).append(i)
     out = []
     for visits, members in sorted(groups.items(), key=lambda kv: kv[1][0]):
         bundles = [plan.bundles[i] for i in members]
         if len(bundles) > 1:
-            jobs = sorted((j for b in bundles for j in b), key=lambda j: (-j.runtime_s, -j.mem_gb, j.visit, j.det_name))
+            jobs = sorted((j for b in bundles for j in b), key=lambda j: (-j.runtime_s, -j.mem_gb, j.exposure, j.det_name))
             free_mem = [node.memory_gb - node.visit_overhead_gb * len(visits)] * len(bundles)
             new: list[list[Job]] = [[] for _ in bundles]
             for job in jobs:
@@ -155,7 +155,7 @@ def dc2_flat_bundles(jobs: Sequence[Job], node: Node) -> int | None:
     per_bundle = dc2_flat_size(node)
     if per_bundle is None:
         return None
-    count: dict[int, int] = {}
+    count: dict[tuple[int, int], int] = {}
     for job in jobs:
-        count[job.visit] = count.get(job.visit, 0) + 1
+        count[job.exposure] = count.get(job.exposure, 0) + 1
     return sum(_ceil(n / per_bundle) for n in count.values())

@@ -11,13 +11,14 @@ from typing import Sequence
 
 from ..errors import BundlingError
 from ..io import atomic_output, write_json
-from .records import PLAN_COLUMNS, Job, Node, Plan, PlanRow, Summary
+from .records import PLAN_COLUMNS, PLAN_COLUMNS_V1, Job, Node, Plan, PlanRow, Summary
 from .planner import plan_bundles
 
 
 def read_jobs(path: str | os.PathLike) -> list[Job]:
     """Read sensor jobs from an estimates table or any table with the columns ``visit``,
-    ``det_name``, ``mem_gb`` and, optionally, ``runtime_s`` (CSV or tab-separated, with a header).
+    ``det_name``, ``mem_gb`` and, optionally, ``snap`` (0 when absent) and ``runtime_s`` (CSV or
+    tab-separated, with a header).
 
     The table is read by :func:`dc2flow.estimate.read_estimates`, the one reader of estimates,
     which checks every value.
@@ -28,41 +29,47 @@ def read_jobs(path: str | os.PathLike) -> list[Job]:
     """
     from ..estimate import JOB_COLUMNS, read_estimates
 
-    return [Job(r["visit"], r["det_name"], r["mem_gb"], r["runtime_s"]) for r in read_estimates(path, JOB_COLUMNS)]
+    return [Job(r["visit"], r["det_name"], r["mem_gb"], r["runtime_s"], r["snap"])
+            for r in read_estimates(path, JOB_COLUMNS)]
 
 
-def read_visit_shared_gb(path: str | os.PathLike) -> dict[int, float]:
-    """Each visit's ``visit_shared_gb`` in an estimates table (memory its renders share on a node:
-    the memory-mapped atmospheric screens; 0 when the table has no such column).
+def read_visit_shared_gb(path: str | os.PathLike) -> dict[tuple[int, int], float]:
+    """Each exposure's (visit, snap) ``visit_shared_gb`` in an estimates table (memory its renders
+    share on a node: the memory-mapped atmospheric screens; 0 when the table has no such column).
 
     Raises:
-        EstimateError: as :func:`read_jobs`, or the rows of one visit disagree (``file:line``).
+        EstimateError: as :func:`read_jobs`, or the rows of one exposure disagree (``file:line``).
     """
     from ..errors import EstimateError
     from ..estimate import JOB_COLUMNS, read_estimates
 
-    shared: dict[int, float] = {}
+    shared: dict[tuple[int, int], float] = {}
     for lineno, row in enumerate(read_estimates(path, JOB_COLUMNS), start=2):
-        value = shared.setdefault(row["visit"], row["visit_shared_gb"])
+        value = shared.setdefault((row["visit"], row["snap"]), row["visit_shared_gb"])
         if value != row["visit_shared_gb"]:
-            raise EstimateError(f"{os.fspath(path)}:{lineno}", f"visit {row['visit']}'s visit_shared_gb differs "
-                                f"from its first row's ({value:g})", row["visit_shared_gb"], "rerun dc2flow estimate")
+            raise EstimateError(f"{os.fspath(path)}:{lineno}", f"{_exposure_words(row['visit'], row['snap'])}'s "
+                                f"visit_shared_gb differs from its first row's ({value:g})", row["visit_shared_gb"],
+                                "rerun dc2flow estimate")
     return shared
 
 
-def node_for_jobs(node: Node, shared_gb: dict[int, float]) -> Node:
-    """The node with each visit's shared memory added to its visit overhead: ``visit_overhead_gb +
-    max(shared_gb)``.  The packing charges one overhead per visit in a bundle, the same for every
-    visit; a campaign has one scene config, so every visit's screens are the same size and the
-    maximum is exact (a mix would be charged the largest)."""
+def _exposure_words(visit: int, snap: int) -> str:
+    return f"visit {visit}" + (f" snap {snap}" if snap else "")
+
+
+def node_for_jobs(node: Node, shared_gb: dict[tuple[int, int], float]) -> Node:
+    """The node with each exposure's (visit, snap) shared memory added to its visit overhead:
+    ``visit_overhead_gb + max(shared_gb)``.  The packing charges one overhead per exposure in a
+    bundle, the same for every exposure; a campaign has one scene config, so every exposure's screens
+    are the same size and the maximum is exact (a mix would be charged the largest)."""
     extra = max(shared_gb.values(), default=0.0)
     if extra <= 0:
         return node
     if node.visit_overhead_gb + extra >= node.memory_gb:
-        visit = max(shared_gb, key=shared_gb.get)
-        raise BundlingError(f"visit {visit}'s renders share {extra:g} GB (visit_shared_gb: its atmospheric "
-                            f"screens), which with bundle.visit_overhead_gb {node.visit_overhead_gb:g} GB leaves "
-                            f"no memory for sensors on a {node.memory_gb:g} GB node",
+        visit, snap = max(shared_gb, key=shared_gb.get)
+        raise BundlingError(f"{_exposure_words(visit, snap)}'s renders share {extra:g} GB (visit_shared_gb: its "
+                            f"atmospheric screens), which with bundle.visit_overhead_gb {node.visit_overhead_gb:g} GB "
+                            f"leaves no memory for sensors on a {node.memory_gb:g} GB node",
                             "use smaller screens (scene.atmosphere: screen_size, screen_scale) or bigger nodes")
     return dataclasses.replace(node, visit_overhead_gb=node.visit_overhead_gb + extra)
 
@@ -77,7 +84,7 @@ def write_plan(path: str | os.PathLike, plan: Plan) -> None:
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(PLAN_COLUMNS)
-        writer.writerows(dataclasses.astuple(row) for row in plan.rows())
+        writer.writerows(dataclasses.astuple(row) for row in plan.rows())  # PlanRow's fields are PLAN_COLUMNS
 
 
 _BUNDLE_RE = re.compile(r"b[0-9]{4,}")
@@ -86,8 +93,11 @@ _BUNDLE_RE = re.compile(r"b[0-9]{4,}")
 def read_plan(path: str | os.PathLike) -> list[PlanRow]:
     """Read a plan CSV (:func:`write_plan`) back, every value checked: the one reader of plans.
 
+    A plan written before the ``snap`` column (header :data:`PLAN_COLUMNS_V1`) reads as snap 0.
+
     Raises:
-        BundlingError: the file cannot be read, the header is not :data:`PLAN_COLUMNS`, a row has
+        BundlingError: the file cannot be read, the header is not :data:`PLAN_COLUMNS` (or
+                       :data:`PLAN_COLUMNS_V1`), a row has
                        the wrong number of fields, a bundle name, visit, sensor or request is
                        invalid, a sensor is listed twice, or a row's ``bundle_mem_mb`` is not the
                        sum of its bundle's ``mem_mb``; the message names ``file:line``.
@@ -102,33 +112,38 @@ def read_plan(path: str | os.PathLike) -> list[PlanRow]:
         raise BundlingError(f"{path}: cannot read the plan ({exc.strerror})", "check the path") from None
     with fh:
         reader = csv.reader(fh)
-        header = next(reader, [])
-        if tuple(header) != PLAN_COLUMNS:
+        header = tuple(next(reader, []))
+        if header not in (PLAN_COLUMNS, PLAN_COLUMNS_V1):
             raise BundlingError(f"{path}:1: header is {','.join(header)!r}, not {','.join(PLAN_COLUMNS)!r}", fix)
+        numeric = [c for c in header if c not in ("bundle", "det_name")]
         rows: list[PlanRow] = []
-        lines: dict[tuple[int, str], int] = {}
+        lines: dict[tuple[int, int, str], int] = {}
         totals: dict[str, list[int]] = {}
         for lineno, row in enumerate(reader, start=2):
-            if len(row) != len(PLAN_COLUMNS):
-                raise BundlingError(f"{path}:{lineno}: {len(row)} fields, not {len(PLAN_COLUMNS)} ({','.join(row)})", fix)
-            bundle, visit, det_name, *numbers = row
+            if len(row) != len(header):
+                raise BundlingError(f"{path}:{lineno}: {len(row)} fields, not {len(header)} ({','.join(row)})", fix)
+            cells = dict(zip(header, row))
+            bundle, det_name = cells["bundle"], cells["det_name"]
             if not _BUNDLE_RE.fullmatch(bundle):
                 raise BundlingError(f"{path}:{lineno}: bundle name {bundle!r} is not b0000, b0001, ...", fix)
             if det_name not in DET_NAMES:
                 raise BundlingError(f"{path}:{lineno}: det_name {det_name!r} is not an LSSTCam science sensor", fix)
-            values = []
-            for col, text, low in zip(("visit", *PLAN_COLUMNS[3:]), (visit, *numbers), (0, 1, 1, 1)):
+            values = {"snap": 0}
+            for col in numeric:
+                text, low = cells[col], 0 if col in ("visit", "snap") else 1
                 try:
                     value = int(text) if text.isascii() else None
                 except ValueError:
                     value = None
                 if value is None or value < low:
                     raise BundlingError(f"{path}:{lineno}: column '{col}' is not an integer >= {low} ({text!r})", fix)
-                values.append(value)
-            entry = PlanRow(bundle, values[0], det_name, *values[1:])
-            key = (entry.visit, det_name)
+                values[col] = value
+            entry = PlanRow(bundle=bundle, det_name=det_name, **values)
+            key = (entry.visit, entry.snap, det_name)
             if key in lines:
-                raise BundlingError(f"{path}:{lineno}: visit {entry.visit} {det_name} is also on line {lines[key]}", fix)
+                snap = f" snap {entry.snap}" if entry.snap else ""
+                raise BundlingError(f"{path}:{lineno}: visit {entry.visit}{snap} {det_name} is also on line {lines[key]}",
+                                    fix)
             lines[key] = lineno
             total = totals.setdefault(bundle, [entry.bundle_mem_mb, 0, lineno])
             if entry.bundle_mem_mb != total[0]:

@@ -41,11 +41,11 @@ class _Result:
 
 
 def _items_from_jobs(jobs: Sequence[Job], node: Node) -> _Items:
-    visits = sorted({j.visit for j in jobs})
+    visits = sorted({j.exposure for j in jobs})   # the overhead is paid per exposure
     index = {v: i for i, v in enumerate(visits)}
     return _Items(np.array([j.mem_gb for j in jobs], dtype=float), np.ones(len(jobs), dtype=np.int64),
                   np.array([j.runtime_s for j in jobs], dtype=float),
-                  np.array([index[j.visit] for j in jobs], dtype=np.int64), len(visits),
+                  np.array([index[j.exposure] for j in jobs], dtype=np.int64), len(visits),
                   float(node.visit_overhead_gb), float(node.memory_gb), int(node.cores))
 
 
@@ -420,11 +420,11 @@ def _solve_milp(jobs: list[Job], node: Node, solver: str, time_limit_s: float,
 
 def _assignment(plan: Plan, ordered: Sequence[Job]) -> list[int]:
     """The bundle of each job of ``ordered`` in ``plan``."""
-    where = {(j.visit, j.det_name): b for b, bundle in enumerate(plan.bundles) for j in bundle}
+    where = {(j.exposure, j.det_name): b for b, bundle in enumerate(plan.bundles) for j in bundle}
     try:
-        return [where[(j.visit, j.det_name)] for j in ordered]
+        return [where[(j.exposure, j.det_name)] for j in ordered]
     except KeyError as exc:
-        raise BundlingError(f"the warm start lacks visit {exc.args[0][0]} {exc.args[0][1]}",
+        raise BundlingError(f"the warm start lacks visit {exc.args[0][0][0]} snap {exc.args[0][0][1]} {exc.args[0][1]}",
                             "pass a plan of the same jobs") from None
 
 

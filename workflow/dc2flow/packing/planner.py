@@ -116,9 +116,9 @@ def check_plan(plan: Plan, jobs: Sequence[Job] | None = None) -> list[str]:
             problems.append(f"{name}: {plan.bundle_cores(i)} sensors > {node.cores} cores")
         if plan.bundle_runtime_s(i) > node.time_limit_s:
             problems.append(f"{name}: runtime {plan.bundle_runtime_s(i):g} s > {node.time_limit_s:g} s")
-    keys = [(j.visit, j.det_name) for j in plan.jobs()]
+    keys = [(j.exposure, j.det_name) for j in plan.jobs()]
     if len(set(keys)) != len(keys):
         problems.append("a job is in more than one bundle")
-    if jobs is not None and set(keys) != {(j.visit, j.det_name) for j in jobs}:
+    if jobs is not None and set(keys) != {(j.exposure, j.det_name) for j in jobs}:
         problems.append("the plan's jobs differ from the campaign's")
     return problems

@@ -13,8 +13,10 @@ import numpy as np
 from ..errors import ConfigError
 
 
-PLAN_COLUMNS = ("bundle", "visit", "det_name", "mem_mb", "runtime_min", "bundle_mem_mb")
+PLAN_COLUMNS = ("bundle", "visit", "snap", "det_name", "mem_mb", "runtime_min", "bundle_mem_mb")
 """Header of the plan CSV written by :func:`write_plan` (the fields of :class:`PlanRow`)."""
+PLAN_COLUMNS_V1 = ("bundle", "visit", "det_name", "mem_mb", "runtime_min", "bundle_mem_mb")
+"""The header of plans written before the ``snap`` column (every row snap 0): still read."""
 MILP_MAX_JOBS = 400
 """Above this many jobs :func:`plan_bundles` decomposes by visits: one integer program over ~1,000
 jobs no longer solves in seconds (building the pulp model alone takes 7 s at 3,780 jobs)."""
@@ -45,19 +47,30 @@ _SEED = 20240611
 
 @dataclass(frozen=True)
 class Job:
-    """One sensor job: a visit's sensor and its predicted demands.
+    """One sensor job: an exposure's sensor and its predicted demands.
+
+    The packing's "visit" is the exposure (:attr:`exposure`, (visit, snap)): the sensors of one
+    exposure share its per-visit state (catalog, sky, WCS, PSF), so the visit overhead is paid
+    once per exposure present in a bundle, and two snaps of a visit pay it twice.
 
     Parameters:
         visit:     the visit (obshistid).
         det_name:  the sensor, e.g. ``R22_S11``.
         mem_gb:    predicted peak memory of its render, GB (without the visit overhead).
         runtime_s: predicted wall time, seconds; 0 when unknown [default: 0.0].
+        snap:      the snap of the visit [default: 0].
     """
 
     visit: int
     det_name: str
     mem_gb: float
     runtime_s: float = 0.0
+    snap: int = 0
+
+    @property
+    def exposure(self) -> tuple[int, int]:
+        """(visit, snap): what shares one visit overhead."""
+        return (self.visit, self.snap)
 
 
 @dataclass(frozen=True)
@@ -101,19 +114,19 @@ class Node:
 
 
 def _bundle_key(bundle: Sequence[Job]) -> tuple:
-    return (bundle[0].visit, bundle[0].det_name)
+    return (bundle[0].exposure, bundle[0].det_name)
 
 
 def _job_order(job: Job) -> tuple:
-    """FFD's order: memory descending, then visit and sensor (a total order on valid jobs)."""
-    return (-job.mem_gb, job.visit, job.det_name)
+    """FFD's order: memory descending, then exposure and sensor (a total order on valid jobs)."""
+    return (-job.mem_gb, job.exposure, job.det_name)
 
 
 @dataclass(frozen=True)
 class Plan:
     """Sensor jobs packed into bundles, in canonical order.
 
-    The constructor sorts each bundle by (visit, det_name) and the bundles by their first member
+    The constructor sorts each bundle by (visit, snap, det_name) and the bundles by their first member
     and drops empty ones, so two plans with the same bundles compare and write equal; bundle ``i``
     is named ``b{i:04d}``.
 
@@ -126,7 +139,7 @@ class Plan:
     node: Node
 
     def __post_init__(self):
-        bundles = [tuple(sorted(b, key=lambda j: (j.visit, j.det_name))) for b in self.bundles]
+        bundles = [tuple(sorted(b, key=lambda j: (j.exposure, j.det_name))) for b in self.bundles]
         object.__setattr__(self, "bundles", tuple(sorted((b for b in bundles if b), key=_bundle_key)))
 
     @property
@@ -147,10 +160,10 @@ class Plan:
         return _plan_rows(self)
 
     def bundle_memory_gb(self, i: int) -> float:
-        """Memory of bundle ``i``: its sensors plus one visit overhead per visit present, GB."""
+        """Memory of bundle ``i``: its sensors plus one visit overhead per exposure present, GB."""
         bundle = self.bundles[i]
         return (sum(j.mem_gb for j in bundle)
-                + self.node.visit_overhead_gb * len({j.visit for j in bundle}))
+                + self.node.visit_overhead_gb * len({j.exposure for j in bundle}))
 
     def bundle_cores(self, i: int) -> int:
         """Cores bundle ``i`` uses: one per sensor."""
@@ -182,9 +195,10 @@ class PlanRow:
     Parameters:
         bundle:        the bundle (one Slurm group job) the sensor belongs to, ``b0000``, ...
         visit:         the visit.
+        snap:          the snap of the visit.
         det_name:      the sensor, e.g. ``R22_S11``.
         mem_mb:        its memory request, MB: the estimate, plus the visit overhead for the first
-                       sensor of each visit in the bundle, rounded down (the plan fits the bundle in
+                       sensor of each exposure (visit, snap) in the bundle, rounded down (the plan fits the bundle in
                        the node to the byte, and the members' requests must not add up to more).
         runtime_min:   its wall-time request, minutes (the estimate rounded up, at least 1).
         bundle_mem_mb: the whole bundle's request, MB: the sum of its members' ``mem_mb``, which
@@ -193,6 +207,7 @@ class PlanRow:
 
     bundle: str
     visit: int
+    snap: int
     det_name: str
     mem_mb: int
     runtime_min: int
@@ -202,14 +217,14 @@ class PlanRow:
 def _plan_rows(plan: "Plan") -> list[PlanRow]:
     rows = []
     for i, bundle in enumerate(plan.bundles):
-        seen: set[int] = set()
+        seen: set[tuple[int, int]] = set()
         requests = []
         for job in bundle:
-            mem_gb = job.mem_gb + (plan.node.visit_overhead_gb if job.visit not in seen else 0.0)
-            seen.add(job.visit)
+            mem_gb = job.mem_gb + (plan.node.visit_overhead_gb if job.exposure not in seen else 0.0)
+            seen.add(job.exposure)
             requests.append((job, int(mem_gb * 1024), max(1, math.ceil(job.runtime_s / 60.0))))
         total = sum(mem for _, mem, _ in requests)
-        rows += [PlanRow(bundle_name(i), job.visit, job.det_name, mem, minutes, total) for job, mem, minutes in requests]
+        rows += [PlanRow(bundle_name(i), job.visit, job.snap, job.det_name, mem, minutes, total) for job, mem, minutes in requests]
     return rows
 
 

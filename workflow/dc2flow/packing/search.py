@@ -27,9 +27,9 @@ def _decomposed(jobs: list[Job], node: Node, solver: str, time_limit_s: float, b
     """
     start = time.perf_counter()
     deadline = start + time_limit_s
-    by_visit: dict[int, list[Job]] = {}
+    by_visit: dict[tuple[int, int], list[Job]] = {}  # by exposure (visit, snap)
     for job in jobs:
-        by_visit.setdefault(job.visit, []).append(job)
+        by_visit.setdefault(job.exposure, []).append(job)
     visits = sorted(by_visit)
     if block_visits is None:
         block_visits = max(1, (milp_max_jobs // 2) // max(len(v) for v in by_visit.values()))
@@ -78,7 +78,7 @@ def _decomposed(jobs: list[Job], node: Node, solver: str, time_limit_s: float, b
 def _merge(bundles: list[tuple[Job, ...]], node: Node, solver: str, time_limit_s: float) -> tuple[list, str]:
     """Pack whole bundles into nodes; only bundles some other bundle could join take part."""
     V = node.visit_overhead_gb
-    mem = np.array([sum(j.mem_gb for j in b) + V * len({j.visit for j in b}) for b in bundles])
+    mem = np.array([sum(j.mem_gb for j in b) + V * len({j.exposure for j in b}) for b in bundles])
     cores = np.array([len(b) for b in bundles], dtype=np.int64)
     if len(bundles) < 2:
         return bundles, "nothing to merge"
@@ -94,7 +94,7 @@ def _merge(bundles: list[tuple[Job, ...]], node: Node, solver: str, time_limit_s
         return bundles, "no partial bundles to merge"
     order = sorted(range(len(loose)), key=lambda k: (-_size(loose[k], node), _bundle_key(loose[k])))
     loose = [loose[k] for k in order]
-    items = _Items(np.array([sum(j.mem_gb for j in b) + V * len({j.visit for j in b}) for b in loose]),
+    items = _Items(np.array([sum(j.mem_gb for j in b) + V * len({j.exposure for j in b}) for b in loose]),
                    np.array([len(b) for b in loose], dtype=np.int64),
                    np.array([max(j.runtime_s for j in b) for b in loose]),
                    -np.ones(len(loose), dtype=np.int64), 0, 0.0, float(node.memory_gb), int(node.cores))
@@ -159,7 +159,7 @@ class _BundleStats:
 
     @classmethod
     def of(cls, bundle: Sequence[Job], node: Node) -> "_BundleStats":
-        visits = frozenset(j.visit for j in bundle)
+        visits = frozenset(j.exposure for j in bundle)
         used = math.fsum(j.mem_gb for j in bundle) + node.visit_overhead_gb * len(visits)
         return cls(node.memory_gb - used, node.cores - len(bundle), visits)
 
@@ -240,10 +240,10 @@ def _reinsert(bundles: list[tuple[Job, ...]], visits: Sequence[int], node: Node,
     """One step of :func:`_repack`: (new bundles, bundles saved), or None when not worth a try."""
     V, M, C = node.visit_overhead_gb, node.memory_gb, node.cores
     S = set(visits)
-    own = sorted((j for b in bundles for j in b if j.visit in S), key=_job_order)
-    fresh = [k for k, b in enumerate(bundles) if all(j.visit in S for j in b)]
-    rest = [tuple(j for j in b if j.visit not in S) for b in bundles]
-    room = {k: (M - sum(j.mem_gb for j in rest[k]) - V * len({j.visit for j in rest[k]}), C - len(rest[k]))
+    own = sorted((j for b in bundles for j in b if j.exposure in S), key=_job_order)
+    fresh = [k for k, b in enumerate(bundles) if all(j.exposure in S for j in b)]
+    rest = [tuple(j for j in b if j.exposure not in S) for b in bundles]
+    room = {k: (M - sum(j.mem_gb for j in rest[k]) - V * len({j.exposure for j in rest[k]}), C - len(rest[k]))
             for k in range(len(bundles)) if rest[k]}
     hosts = [k for k in room if len(rest[k]) < len(bundles[k])]
     others = [k for k, (m, c) in room.items()
@@ -259,8 +259,8 @@ def _reinsert(bundles: list[tuple[Job, ...]], visits: Sequence[int], node: Node,
             or len(own) > (F - 1) * C + sum(room[k][1] for k in receivers)):
         return None
     label = {k: n for n, k in enumerate(fresh + receivers)}
-    bin_of = {(j.visit, j.det_name): label[k] for k, b in enumerate(bundles) for j in b if j.visit in S}
-    warm = [bin_of[(j.visit, j.det_name)] for j in own]
+    bin_of = {(j.exposure, j.det_name): label[k] for k, b in enumerate(bundles) for j in b if j.exposure in S}
+    warm = [bin_of[(j.exposure, j.det_name)] for j in own]
     items = _items_from_jobs(own, node)
     rooms = [room[k] for k in receivers]
     limit = min(REPACK_ATTEMPT_S, deadline - time.perf_counter())
@@ -283,7 +283,7 @@ def _reinsert(bundles: list[tuple[Job, ...]], visits: Sequence[int], node: Node,
 
 
 def _size(bundle: Sequence[Job], node: Node) -> float:
-    mem = sum(j.mem_gb for j in bundle) + node.visit_overhead_gb * len({j.visit for j in bundle})
+    mem = sum(j.mem_gb for j in bundle) + node.visit_overhead_gb * len({j.exposure for j in bundle})
     return mem / node.memory_gb + len(bundle) / node.cores
 
 
