@@ -12,7 +12,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "workflow" / "dc2flow"
 CORE = {"errors", "config", "camera", "camera_description", "wcs", "io", "photometry", "psf", "atmpsf", "display", "smk"}
 STAGES = ["catalog", "opsim", "skycatalog", "partition", "estimate", "packing", "render", "validation", "registry"]  # in data-flow order (opsim, skycatalog: the catalog stage's other inputs)
-TOP = {"campaign": set(STAGES), "synthetic": set(), "mosaic": set(), "failures": set(), "status": {"packing", "registry"}, "calibrate": {"estimate"}, "viewer": {"registry"},
+TOP = {"campaign": set(STAGES), "synthetic": set(), "mosaic": set(), "failures": set(), "status": {"packing", "registry", "campaign"}, "calibrate": {"estimate"}, "viewer": {"registry"},
        "forecast": {"catalog", "partition", "estimate", "packing", "campaign"},
        "sharding": {"campaign"}, "retry": set(), "cli": None}  # None: anything
 SUBPACKAGES = {"packing": ["records", "bounds", "heuristics", "milp", "search", "planner", "io"]}  # in build order

@@ -17,6 +17,10 @@ import socket
 from pathlib import Path
 from typing import Iterator
 
+IMAGE_RE = re.compile(r"^eimage_(\d{8})-(\d+)-([ugrizy])-(R\d\d_S\d\d)-det(\d{3})\.fits$")
+"""imSim's eimage file name, ``eimage_{visit:08d}-{snap}-{band}-{det_name}-det{det_num:03d}.fits``:
+groups visit, snap, band, det_name, det_num (the registry, validation and status read names by it)."""
+
 
 def _host_label() -> str:
     """This host's short name, as it may appear in a file name (``[A-Za-z0-9_]``, at most 64)."""

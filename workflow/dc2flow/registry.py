@@ -48,11 +48,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .errors import RegistryError
-from .io import read_benchmark, sha256_file, write_json
+from .io import IMAGE_RE, read_benchmark, sha256_file, write_json
 
 RECORD_VERSION = 1
 DET_NAME_RE = re.compile(r"^R\d\d_S\d\d$")
-IMAGE_RE = re.compile(r"^eimage_(\d{8})-(\d+)-([ugrizy])-(R\d\d_S\d\d)-det(\d{3})\.fits$")
 VALIDATION_FIELDS = ("status", "flags", "n_truth", "n_detected", "n_matched", "astrometry_median_px",
                      "astrometry_median_arcsec", "photometry_slope", "photometry_median_dmag", "psf_fwhm_arcsec",
                      "psf_fwhm_model_arcsec", "sky_e_per_px", "sky_model_e_per_px")

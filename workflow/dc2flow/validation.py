@@ -65,7 +65,7 @@ import numpy as np
 
 from . import camera, display
 from .errors import RenderError, ValidationError
-from .io import atomic_output, read_benchmark, write_json
+from .io import IMAGE_RE, atomic_output, read_benchmark, write_json
 
 log = logging.getLogger(__name__)
 
@@ -599,8 +599,6 @@ def read_record(path: str | os.PathLike) -> dict:
 
 def _image_snap(image: str | os.PathLike, header) -> int:
     """The snap of an image: from its imSim name (``eimage_{visit:08d}-{snap}-...``), else its SNAP card, else 0."""
-    from .registry import IMAGE_RE
-
     m = IMAGE_RE.match(os.path.basename(str(image)))
     return int(m.group(2)) if m else int(header.get("SNAP", 0))
 
