@@ -65,7 +65,7 @@ def test_validation_records_figures_and_mosaic(run):
         assert (rec["visit"], rec["det_name"], rec["band"]) == (1001, det, "r") and rec["status"] in ("ok", "flagged")
         assert rec["sky_e_per_px"] == pytest.approx(rec["sky_model_e_per_px"], rel=0.01)
     rows = (val / "summary.tsv").read_text().splitlines()
-    assert len(rows) == 3 and rows[0].startswith("visit\tdet_name\tband\tstatus\tflags")
+    assert len(rows) == 3 and rows[0].startswith("visit\tsnap\tdet_name\tband\tstatus\tflags")
     from PIL import Image
 
     assert Image.open(val / "mosaic.png").size == (3960, 3954)

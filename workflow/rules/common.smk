@@ -150,13 +150,13 @@ GROUP_TAIL_MIN = 1  # finish_bundle asks 1 minute after the renders
 
 
 class RenderFunctions:
-    """The per-job functions of the render rule of one snap (render.smk defines one rule per snap:
+    """The per-job functions of one snap's render (render.smk defines one render per snap, as
     its image name holds the snap, its stage files the exposure key; ``{visit}`` is the 8-digit
     visit there).  Each is a plain function of (wildcards[, attempt]) for Snakemake."""
 
     def __init__(self, snap):
         self.snap = snap
-        self.key = "{visit}" + campaign.exposure_key(0, snap)[8:]  # the exposure key as a pattern: {visit}, {visit}-1
+        self.key = f"{{visit}}{campaign.exposure_key(0, snap)[8:]}"  # the exposure key as a pattern: {visit}, {visit}-1
         # where the render records its attempt (dc2flow.retry): read by its retry, removed on success;
         # a pattern for params (Snakemake fills it: no function per job while it plans)
         self.attempt_pattern = f"{OUT}/failures/attempts/render/{self.key}_{{det_name}}.json"
@@ -328,7 +328,7 @@ def screens_inputs(key):
 
 def screens_option(key):
     """--screens for the render (the screens it memory-maps), or nothing: a pattern Snakemake fills."""
-    return f"--screens {shlex.quote(OUT + '/screens/')}{key}/screens.json" if ATMOSPHERIC else ""
+    return f"--screens {shlex.quote(f'{OUT}/screens/')}{key}/screens.json" if ATMOSPHERIC else ""
 
 
 def screens_mem_mb(wildcards):
