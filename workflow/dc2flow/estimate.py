@@ -261,8 +261,8 @@ def read_estimates(path: str | os.PathLike, required: tuple[str, ...] = ESTIMATE
         path:      the file.
         required:  the columns it must have [default: :data:`ESTIMATE_REQUIRED`, all but ``snap``
                    and ``visit_shared_gb``]; a job table needs only :data:`JOB_COLUMNS` (a missing
-                   ``runtime_s``, feature or ``visit_shared_gb`` then reads as 0).
-                   ``snap`` is never required: a table without it (one written before it) is snap 0.
+                   ``runtime_s``, feature or ``visit_shared_gb`` then reads as 0; a missing
+                   ``snap``, as in tables written before it, is snap 0).
 
     Returns:
         one dict per row with every column of :data:`ESTIMATE_COLUMNS`: ``visit`` and ``snap`` ints,
@@ -274,7 +274,6 @@ def read_estimates(path: str | os.PathLike, required: tuple[str, ...] = ESTIMATE
                        sensor; the message names ``file:line`` and the column.
     """
     path = os.fspath(path)
-    required = tuple(c for c in required if c != "snap")   # tables written before the column: snap 0
     try:
         fh = open(path, newline="")
     except OSError as exc:

@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import BundlingError
-from .records import MEM_TOL_GB, Job, Node
+from .records import MEM_TOL_GB, Job, Node, exposure_words
 
 
 def validate_jobs(jobs: Iterable[Job], node: Node) -> list[Job]:
@@ -30,7 +30,7 @@ def validate_jobs(jobs: Iterable[Job], node: Node) -> list[Job]:
     jobs = list(jobs)
     seen: set[tuple[tuple[int, int], str]] = set()
     for job in jobs:
-        where = f"visit {job.visit}" + (f" snap {job.snap}" if job.snap else "") + f" {job.det_name}"
+        where = f"{exposure_words(job.visit, job.snap)} {job.det_name}"
         if isinstance(job.visit, bool) or not isinstance(job.visit, (int, np.integer)):
             raise BundlingError(f"{where}: the visit is not an integer ({job.visit!r})", "fix the job list")
         if isinstance(job.snap, bool) or not isinstance(job.snap, (int, np.integer)) or job.snap < 0:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from ..errors import BundlingError
 from ..io import atomic_output, write_json
-from .records import PLAN_COLUMNS, PLAN_COLUMNS_V1, Job, Node, Plan, PlanRow, Summary
+from .records import PLAN_COLUMNS, PLAN_COLUMNS_V1, Job, Node, Plan, PlanRow, Summary, exposure_words
 from .planner import plan_bundles
 
 
@@ -27,10 +27,7 @@ def read_jobs(path: str | os.PathLike) -> list[Job]:
         EstimateError: the file is missing or empty, a column is missing, or a value is not a
                        finite number >= 0 or not a science sensor; the message names ``file:line``.
     """
-    from ..estimate import JOB_COLUMNS, read_estimates
-
-    return [Job(r["visit"], r["det_name"], r["mem_gb"], r["runtime_s"], r["snap"])
-            for r in read_estimates(path, JOB_COLUMNS)]
+    return _read_jobs_and_shared(path)[0]
 
 
 def read_visit_shared_gb(path: str | os.PathLike) -> dict[tuple[int, int], float]:
@@ -40,21 +37,23 @@ def read_visit_shared_gb(path: str | os.PathLike) -> dict[tuple[int, int], float
     Raises:
         EstimateError: as :func:`read_jobs`, or the rows of one exposure disagree (``file:line``).
     """
+    return _read_jobs_and_shared(path)[1]
+
+
+def _read_jobs_and_shared(path: str | os.PathLike) -> tuple[list[Job], dict[tuple[int, int], float]]:
+    """:func:`read_jobs` and :func:`read_visit_shared_gb` of one table, from one read of it."""
     from ..errors import EstimateError
     from ..estimate import JOB_COLUMNS, read_estimates
 
+    rows = read_estimates(path, JOB_COLUMNS)
     shared: dict[tuple[int, int], float] = {}
-    for lineno, row in enumerate(read_estimates(path, JOB_COLUMNS), start=2):
+    for lineno, row in enumerate(rows, start=2):
         value = shared.setdefault((row["visit"], row["snap"]), row["visit_shared_gb"])
         if value != row["visit_shared_gb"]:
-            raise EstimateError(f"{os.fspath(path)}:{lineno}", f"{_exposure_words(row['visit'], row['snap'])}'s "
+            raise EstimateError(f"{os.fspath(path)}:{lineno}", f"{exposure_words(row['visit'], row['snap'])}'s "
                                 f"visit_shared_gb differs from its first row's ({value:g})", row["visit_shared_gb"],
                                 "rerun dc2flow estimate")
-    return shared
-
-
-def _exposure_words(visit: int, snap: int) -> str:
-    return f"visit {visit}" + (f" snap {snap}" if snap else "")
+    return [Job(r["visit"], r["det_name"], r["mem_gb"], r["runtime_s"], r["snap"]) for r in rows], shared
 
 
 def node_for_jobs(node: Node, shared_gb: dict[tuple[int, int], float]) -> Node:
@@ -67,7 +66,7 @@ def node_for_jobs(node: Node, shared_gb: dict[tuple[int, int], float]) -> Node:
         return node
     if node.visit_overhead_gb + extra >= node.memory_gb:
         visit, snap = max(shared_gb, key=shared_gb.get)
-        raise BundlingError(f"{_exposure_words(visit, snap)}'s renders share {extra:g} GB (visit_shared_gb: its "
+        raise BundlingError(f"{exposure_words(visit, snap)}'s renders share {extra:g} GB (visit_shared_gb: its "
                             f"atmospheric screens), which with bundle.visit_overhead_gb {node.visit_overhead_gb:g} GB "
                             f"leaves no memory for sensors on a {node.memory_gb:g} GB node",
                             "use smaller screens (scene.atmosphere: screen_size, screen_scale) or bigger nodes")
@@ -141,9 +140,8 @@ def read_plan(path: str | os.PathLike) -> list[PlanRow]:
             entry = PlanRow(bundle=bundle, det_name=det_name, **values)
             key = (entry.visit, entry.snap, det_name)
             if key in lines:
-                snap = f" snap {entry.snap}" if entry.snap else ""
-                raise BundlingError(f"{path}:{lineno}: visit {entry.visit}{snap} {det_name} is also on line {lines[key]}",
-                                    fix)
+                raise BundlingError(f"{path}:{lineno}: {exposure_words(entry.visit, entry.snap)} {det_name} is also on "
+                                    f"line {lines[key]}", fix)
             lines[key] = lineno
             total = totals.setdefault(bundle, [entry.bundle_mem_mb, 0, lineno])
             if entry.bundle_mem_mb != total[0]:
@@ -200,8 +198,13 @@ def run_cli(in_csv: str | os.PathLike | Sequence[str | os.PathLike], out_csv: st
         BundlingError: unreadable or invalid jobs; nothing is written then.
     """
     paths = [in_csv] if isinstance(in_csv, (str, os.PathLike)) else list(in_csv)
-    jobs = [job for path in paths for job in read_jobs(path)]
-    node = node_for_jobs(node, {v: gb for path in paths for v, gb in read_visit_shared_gb(path).items()})
+    jobs: list[Job] = []
+    shared: dict[tuple[int, int], float] = {}
+    for path in paths:
+        path_jobs, path_shared = _read_jobs_and_shared(path)
+        jobs += path_jobs
+        shared.update(path_shared)
+    node = node_for_jobs(node, shared)
     plan, summary = plan_bundles(jobs, node, solver=solver, time_limit_s=solve_time_limit_s)
     write_plan(out_csv, plan)
     if summary_json is not None:

@@ -117,6 +117,11 @@ def _bundle_key(bundle: Sequence[Job]) -> tuple:
     return (bundle[0].exposure, bundle[0].det_name)
 
 
+def exposure_words(visit: int, snap: int) -> str:
+    """An exposure in messages: ``visit 449053`` (snap 0), ``visit 449053 snap 1``."""
+    return f"visit {visit}" + (f" snap {snap}" if snap else "")
+
+
 def _job_order(job: Job) -> tuple:
     """FFD's order: memory descending, then exposure and sensor (a total order on valid jobs)."""
     return (-job.mem_gb, job.exposure, job.det_name)
