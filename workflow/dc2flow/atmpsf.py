@@ -415,6 +415,7 @@ x (npix+1), GalSim's ``LookupTable2D`` values in nm at 500 nm), ``axes`` their x
 _LAYER_SCALARS = ("npix", "screen_scale", "screen_size", "_altitude", "r0_500", "L0", "vx", "vy")
 _TABLE_SCALARS = ("kmin", "kmax", "x0", "y0", "xperiod", "yperiod")
 _HASH_CHUNK = 1 << 24
+_REBUILD = "rerun the visit's build_screens (delete screens.json to make Snakemake remake it)"
 
 
 def screen_files(json_path: str | os.PathLike) -> dict[str, Path]:
@@ -480,7 +481,7 @@ def write_screens(atm: AtmosphericPsf, json_path: str | os.PathLike) -> dict:
 
 
 def build_screens(visit, scene: dict, fwhm_geom_arcsec: float, json_path: str | os.PathLike) -> dict:
-    """``dc2flow screens``: build a visit's atmosphere as the render's :func:`for_visit` would (the
+    """``dc2flow screens``: build a visit's atmosphere with the render's :func:`for_visit` (the
     same seed and settings; the screens do not depend on GalSim's ``gsparams``) and write its
     screens (:func:`write_screens`).  Returns the JSON record.
 
@@ -490,14 +491,11 @@ def build_screens(visit, scene: dict, fwhm_geom_arcsec: float, json_path: str | 
         fwhm_geom_arcsec: the visit's FWHMgeom (``dc2flow.partition.VisitConditions``), as the render's.
         json_path:        where to write ``screens.json``; the arrays go beside it.
     """
-    atm = AtmosphericPsf(float(visit.seeing_arcsec), visit.band, airmass_ks(visit.altitude_deg),
-                         float(visit.exptime_s), float(fwhm_geom_arcsec), atmosphere_seed(visit),
-                         AtmosphereSettings.from_scene(scene))
-    return write_screens(atm, json_path)
+    return write_screens(for_visit(visit, scene, fwhm_geom_arcsec), json_path)
 
 
 def _read_record(json_path: Path, identity: dict) -> dict:
-    fix = "rerun the visit's build_screens (delete screens.json to make Snakemake remake it)"
+    fix = _REBUILD
     try:
         with open(json_path) as fh:
             record = json.load(fh)
@@ -516,7 +514,7 @@ def _read_record(json_path: Path, identity: dict) -> dict:
 
 
 def _load_array(path: Path, spec: dict, json_path: Path) -> np.ndarray:
-    fix = "rerun the visit's build_screens (delete screens.json to make Snakemake remake it)"
+    fix = _REBUILD
     try:
         size = os.path.getsize(path)
     except OSError as exc:
@@ -566,7 +564,7 @@ def load_screens(json_path: str | os.PathLike, identity: dict):
     arrays = record.get("arrays", {})
     if set(arrays) != set(SCREENS_ARRAYS):
         raise RenderError(json_path, f"lists arrays {sorted(arrays)}, not {sorted(SCREENS_ARRAYS)}",
-                          "rerun the visit's build_screens")
+                          _REBUILD)
     f = _load_array(files["f"], arrays["f"], json_path)
     axes = _load_array(files["axes"], arrays["axes"], json_path)
     ctx = multiprocessing.get_context(None)   # what AtmosphericScreen(mp_context=None) uses
@@ -575,7 +573,7 @@ def load_screens(json_path: str | os.PathLike, identity: dict):
         n = lay["npix"] + 1
         if f.shape[1:] != (n, n) or axes.shape[2] != n:
             raise RenderError(files["f"], f"layer {i} has npix {lay['npix']} in {json_path.name}, the arrays "
-                                          f"{f.shape[1] - 1}", "rerun the visit's build_screens")
+                                          f"{f.shape[1] - 1}", _REBUILD)
         screen = galsim.AtmosphericScreen.__new__(galsim.AtmosphericScreen)
         screen.__dict__.update({k: lay[k] for k in _LAYER_SCALARS})
         screen.__dict__.update(npix=int(lay["npix"]), time_step=None, alpha=1.0, _suppress_warning=False,
