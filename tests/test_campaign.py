@@ -97,6 +97,17 @@ def test_exposure_key_regex_keeps_snap_0_and_snap_1_apart():
     assert pattern.fullmatch("out/partitions/00449053/index.tsv")["visit"] == "00449053"
 
 
+def test_render_benchmark_records_are_read_per_exposure():
+    """calibrate and the resources figure find a render's benchmark by its exposure key's folder."""
+    from dc2flow.io import render_benchmark_key
+
+    assert render_benchmark_key("out/benchmarks/render/00449053/r-R22_S11-det094.tsv") == (449053, 0, "R22_S11")
+    assert render_benchmark_key("out/benchmarks/render/00449053-1/r-R22_S11-det094.tsv") == (449053, 1, "R22_S11")
+    for other in ("out/benchmarks/render/00449053-0/r-R22_S11-det094.tsv",
+                  "out/benchmarks/render/00449053/r-R22_S11-det094.peak.json", "out/logs/render/00449053/x.tsv"):
+        assert render_benchmark_key(other) is None, other
+
+
 def test_run_snaps():
     assert campaign.run_snaps({"snaps": [1, 0]}) == (0, 1) and campaign.run_snaps({}) == (0,)
     assert campaign.run_snaps({"snaps": ["1"]}) == (1,)

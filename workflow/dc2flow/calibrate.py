@@ -17,17 +17,14 @@ import datetime
 import glob
 import hashlib
 import os
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ConfigError
 from .estimate import FEATURES, ResourceModel, read_estimates
-from .io import read_benchmark
+from .io import read_benchmark, render_benchmark_key
 
-# benchmarks/render/{exposure key}/...: 00449053 (snap 0) or 00449053-1 (dc2flow.campaign.exposure_key)
-_RECORD = re.compile(r"(?P<visit>\d{8})(?:-(?P<snap>[1-9]\d*))?[/\\][ugrizy]-(?P<det_name>R\d\d_S\d\d)-det\d{3}\.tsv$")
 
 
 @dataclass(frozen=True)
@@ -56,10 +53,9 @@ def read_records(estimates: list[str], benchmarks: list[str]) -> list[Record]:
             feats[(row["visit"], row["snap"], row["det_name"])] = {k: row[k] for k in FEATURES}
     records = []
     for path in _expand(benchmarks, "*.tsv"):
-        m = _RECORD.search(path)
-        if not m:
+        key = render_benchmark_key(path)
+        if key is None:
             continue
-        key = (int(m["visit"]), int(m["snap"] or 0), m["det_name"])
         if key not in feats:
             continue
         with open(path) as fh:

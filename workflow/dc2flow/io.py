@@ -20,6 +20,17 @@ from typing import Iterator
 IMAGE_RE = re.compile(r"^eimage_(\d{8})-(\d+)-([ugrizy])-(R\d\d_S\d\d)-det(\d{3})\.fits$")
 """imSim's eimage file name, ``eimage_{visit:08d}-{snap}-{band}-{det_name}-det{det_num:03d}.fits``:
 groups visit, snap, band, det_name, det_num (the registry, validation and status read names by it)."""
+_RENDER_BENCHMARK_RE = re.compile(r"(?P<visit>\d{8})(?:-(?P<snap>[1-9]\d*))?[/\\][ugrizy]-(?P<det_name>R\d\d_S\d\d)"
+                                  r"-det\d{3}\.tsv$")
+
+
+def render_benchmark_key(path: str | os.PathLike) -> tuple[int, int, str] | None:
+    """(visit, snap, det_name) of a render's benchmark record, ``benchmarks/render/{exposure key}/
+    {band}-{det_name}-det{det_num}.tsv`` (key ``00449053`` for snap 0, ``00449053-1`` for snap 1:
+    :func:`dc2flow.campaign.exposure_key`); None for another path."""
+    m = _RENDER_BENCHMARK_RE.search(os.fspath(path))
+    return (int(m["visit"]), int(m["snap"] or 0), m["det_name"]) if m else None
+
 
 
 def _host_label() -> str:

@@ -65,7 +65,7 @@ import numpy as np
 
 from . import camera, display
 from .errors import RenderError, ValidationError
-from .io import IMAGE_RE, atomic_output, read_benchmark, write_json
+from .io import IMAGE_RE, atomic_output, read_benchmark, render_benchmark_key, write_json
 
 log = logging.getLogger(__name__)
 
@@ -739,7 +739,6 @@ def plot_resources(campaign_json: str | os.PathLike, estimates: Sequence[str | o
     Returns:
         the number of render jobs plotted.
     """
-    import re
 
     from .estimate import read_estimates
 
@@ -748,13 +747,10 @@ def plot_resources(campaign_json: str | os.PathLike, estimates: Sequence[str | o
         for row in read_estimates(path):
             est[(row["visit"], row["snap"], row["det_name"])] = (row["mem_gb"], row["runtime_s"])
     points = []
-    # benchmarks/render/{exposure key}/: 00449053 for snap 0, 00449053-1 for snap 1 (dc2flow.campaign)
-    pattern = re.compile(r"(\d{8})(?:-([1-9]\d*))?[/\\][ugrizy]-(R\d\d_S\d\d)-det\d{3}\.tsv$")
     for path in benchmarks:
-        m = pattern.search(str(path))
-        if not m or not os.path.exists(path):
+        key = render_benchmark_key(path)
+        if key is None or not os.path.exists(path):
             continue
-        key = (int(m[1]), int(m[2] or 0), m[3])
         bench = read_benchmark(path)
         if key in est and bench["max_rss_mb"] is not None and bench["runtime_s"] is not None:
             points.append((*est[key], bench["max_rss_mb"] / 1024.0, bench["runtime_s"]))
